@@ -1,0 +1,3 @@
+from realfake.cli import main
+
+raise SystemExit(main())
