@@ -1,0 +1,129 @@
+"""``realfake data``: inspect a data source, or derive the CIFAR-10 set from CIFAKE."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from realfake.data.info import DataInfo
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="inspect data sources and derive data sets")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+    info = sub.add_parser(
+        "info",
+        help="images per split and class, sizes, skipped files, exact duplicates",
+        description="Decode PATH once into the cache (or read the cache) and summarise it.",
+    )
+    info.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="folder, split tree, .zip, .tar(.gz) or .csv; default: the embedded CIFAKE mini set",
+    )
+    info.add_argument("--image-size", type=int, default=32, help="cache resolution (default 32)")
+    info.add_argument("--resize", choices=("stretch", "center_crop"), default="stretch")
+    info.add_argument(
+        "--cache-dir", default=None, help="default $REALFAKE_CACHE or ~/.cache/realfake"
+    )
+    info.add_argument("--strict", action="store_true", help="fail on files that do not decode")
+    info.add_argument(
+        "--show", type=int, default=10, metavar="N", help="duplicate groups listed per kind (10)"
+    )
+    info.set_defaults(handler=_info)
+
+    cifar = sub.add_parser(
+        "cifar10",
+        help="derive the CIFAR-10 image-folder set from CIFAKE's REAL images",
+        description="Copy CIFAKE's REAL images (CIFAR-10, class k in the file name 'N (k).jpg') "
+        "into DST/<split>/<class>/<file>, bytes unchanged.",
+    )
+    cifar.add_argument("src", help="a CIFAKE source: folder, .zip or .tar with REAL/ folders")
+    cifar.add_argument("dst", help="new or empty destination folder")
+    cifar.add_argument("--classes", default=None, help="comma-separated subset, e.g. dog,cat,ship")
+    cifar.set_defaults(handler=_cifar10)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from realfake.data.info import describe_source
+
+    info = describe_source(
+        args.path, args.image_size, args.resize, cache_dir=args.cache_dir, strict=args.strict
+    )
+    print_info(info, show=args.show)
+    return 0
+
+
+def print_info(info: DataInfo, show: int = 10) -> None:
+    """Rich tables for a DataInfo."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
+        f"source: {info.source}  ({info.layout.replace('_', ' ')}, {info.total:,} images)"
+    )
+    table = Table(title="images per split and class", title_justify="left")
+    table.add_column("split")
+    classes = info.classes or ["-"]
+    for name in classes:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+    for split, counts in info.counts.items():
+        cells = [f"{counts.get(c, 0):,}" for c in classes]
+        table.add_row(split, *cells, f"{sum(counts.values()):,}")
+    console.print(table)
+
+    sizes = ", ".join(f"{size}: {n:,}" for size, n in list(info.sizes.items())[:8])
+    more = f" (+{len(info.sizes) - 8} other sizes)" if len(info.sizes) > 8 else ""
+    console.print(f"sizes (W×H): {sizes or 'none'}{more}")
+    console.print(f"classes (label order): {', '.join(info.classes) or 'none (unlabelled)'}")
+    console.print(f"ignored non-image files: {info.ignored:,}")
+    console.print(f"skipped (failed to decode): {len(info.skipped):,}")
+    for path, reason in info.skipped[:show]:
+        console.print(f"  {path}: {reason}")
+
+    dup = Table(title="exact duplicates (same bytes)", title_justify="left")
+    dup.add_column("where")
+    dup.add_column("groups", justify="right")
+    dup.add_column("files", justify="right")
+    for split, groups in info.within.items():
+        files = sum(len(g) for g in groups.values())
+        dup.add_row(f"inside {split}", f"{len(groups):,}", f"{files:,}")
+    if info.across:
+        files = sum(len(g) for g in info.across.values())
+        dup.add_row("across splits", f"{len(info.across):,}", f"{files:,}")
+    if not info.within and not info.across:
+        dup.add_row("-", "0", "0")
+    console.print(dup)
+    for split, groups in info.within.items():
+        for digest, names in list(groups.items())[:show]:
+            console.print(f"  {split} {digest}: {' | '.join(names)}")
+        if len(groups) > show:
+            console.print(f"  ... {len(groups) - show} more groups inside {split} (--show N)")
+    for digest, members in list(info.across.items())[:show]:
+        console.print(f"  across {digest}: {' | '.join(f'{s}:{n}' for s, n in members)}")
+    if len(info.across) > show:
+        console.print(f"  ... {len(info.across) - show} more groups across splits (--show N)")
+    if info.train_in_test:
+        console.print(
+            f"train images duplicating a test image: {info.train_in_test:,} "
+            "(data.drop_test_duplicates=true drops them from training)"
+        )
+    console.print(f"fingerprint: {info.fingerprint}  content: {info.content_hash}")
+    console.print(f"cache: {info.cache_path}")
+
+
+def _cifar10(args: argparse.Namespace) -> int:
+    from realfake.data.cifar10 import export_cifar10
+
+    counts = export_cifar10(args.src, args.dst, args.classes)
+    for split, per_class in counts.items():
+        listed = ", ".join(f"{c} {n:,}" for c, n in per_class.items())
+        print(f"{split}: {sum(per_class.values()):,} images ({listed})")
+    print(f"wrote {args.dst}")
+    return 0

@@ -1,0 +1,202 @@
+"""One pass over a source: read every image once, decode in parallel, write a cache entry.
+
+The main process reads bytes in archive order (sequential I/O, no extraction) and hands chunks
+to worker processes that decode and hash them; results land in memory-mapped arrays, so even
+a data set larger than RAM can be cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from realfake.data import decode as decode_module
+from realfake.data.cache import CACHE_VERSION, EntryWriter
+from realfake.data.decode import DecodedChunk
+from realfake.data.layout import Layout
+from realfake.data.sources import Entry, Source
+
+log = logging.getLogger(__name__)
+
+# 1024 images of ~1 KB are ~1 MB to ship to a worker: large enough to hide the pickling,
+# small enough to keep both cores busy until the end (60 chunks for CIFAKE's 60k).
+CHUNK = 1024
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def build_entry(
+    source: Source,
+    layout: Layout,
+    image_size: int,
+    resize: str,
+    cache_dir: Path,
+    key: str,
+    *,
+    workers: int | None = None,
+    chunk: int | None = None,
+) -> Path:
+    """Decode every image of ``layout`` into a new cache entry; returns its folder."""
+    started = time.perf_counter()
+    writer = EntryWriter(cache_dir, key)
+    try:
+        meta = _fill(source, layout, image_size, resize, writer, workers, chunk or CHUNK)
+        meta.update(version=CACHE_VERSION, fingerprint=key, seconds=time.perf_counter() - started)
+        path = writer.commit(meta)
+    except BaseException:
+        writer.abort()
+        raise
+    total = sum(s["count"] for s in meta["splits"].values())
+    log.info("cached %d images from %s in %.1f s (%s)", total, source.path, meta["seconds"], path)
+    return path
+
+
+def _fill(
+    source: Source,
+    layout: Layout,
+    size: int,
+    resize: str,
+    writer: EntryWriter,
+    workers: int | None,
+    chunk: int,
+) -> dict:
+    # Every image gets a (split, row) target; reading follows archive order across splits.
+    targets: dict[str, tuple[str, int]] = {}
+    entries: list[Entry] = []
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    for split, items in layout.splits.items():
+        n = len(items)
+        outputs[split] = {
+            "images": writer.images(split, n, size),
+            "sizes": np.zeros((n, 2), np.int32),
+            "md5": np.zeros((n, 16), np.uint8),
+            "ok": np.ones(n, bool),
+        }
+        for row, (entry, _) in enumerate(items):
+            targets[entry.name] = (split, row)
+            entries.append(entry)
+    total = len(entries)
+    log.info(
+        "decoding %d images from %s (first use; later loads read the cache)", total, source.path
+    )
+    reasons: dict[tuple[str, int], str] = {}
+    for batch, result in _decode_stream(source, entries, size, resize, workers, chunk):
+        where = [targets[entry.name] for entry in batch]
+        # One fancy-indexed copy per split and chunk instead of a Python loop over images.
+        for split in {s for s, _ in where}:
+            idx = np.array([i for i, (s, _) in enumerate(where) if s == split])
+            rows = np.array([where[i][1] for i in idx])
+            out = outputs[split]
+            out["images"][rows] = result.images[idx]
+            out["sizes"][rows] = result.sizes[idx]
+            out["md5"][rows] = result.md5[idx]
+        for i, reason in result.failures:
+            split, row = where[i]
+            outputs[split]["ok"][row] = False
+            reasons[(split, row)] = reason
+
+    meta_splits, skipped = {}, []
+    content = hashlib.sha256()
+    for split, items in layout.splits.items():
+        out = outputs[split]
+        keep = out["ok"]
+        skipped += [[items[row][0].name, reasons[(split, row)]] for row in np.flatnonzero(~keep)]
+        if isinstance(out["images"], np.memmap):
+            out["images"].flush()
+        if not keep.all():
+            writer.compact(split, out["images"], keep)
+        out.pop("images")
+        kept = [items[row] for row in np.flatnonzero(keep)]
+        labels = np.array([label for _, label in kept], np.int64)
+        writer.save(split, "labels", labels)
+        writer.save(split, "sizes", out["sizes"][keep])
+        writer.save(split, "md5", out["md5"][keep])
+        names = [entry.name for entry, _ in kept]
+        meta_splits[split] = {"count": len(kept), "names": names}
+        # Identity of the content alone (names, labels, bytes), whatever the container.
+        content.update(split.encode())
+        for name, label, digest in zip(names, labels.tolist(), out["md5"][keep], strict=True):
+            content.update(f"{name}\0{label}\0".encode() + digest.tobytes())
+    listing = source.listing()
+    return {
+        "source": str(source.path),
+        "kind": source.kind,
+        "layout": layout.kind,
+        "image_size": size,
+        "resize": resize,
+        "classes": layout.classes,
+        "splits": meta_splits,
+        "ignored": len(listing.ignored),
+        "skipped": skipped,
+        "content_hash": content.hexdigest()[:20],
+    }
+
+
+def _blobs(source: Source, entries: list[Entry]) -> Iterator[tuple[Entry, bytes | str]]:
+    """Bytes of each entry, or a string saying why they could not be read."""
+    for entry, data in source.read(entries):
+        if isinstance(data, Exception):
+            yield entry, f"cannot read ({type(data).__name__}: {data})"
+        else:
+            yield entry, data
+
+
+def _chunks(
+    source: Source, entries: list[Entry], chunk: int
+) -> Iterator[tuple[list[Entry], list[bytes | str]]]:
+    batch: list[Entry] = []
+    blobs: list[bytes | str] = []
+    for entry, blob in _blobs(source, entries):
+        batch.append(entry)
+        blobs.append(blob)
+        if len(batch) == chunk:
+            yield batch, blobs
+            batch, blobs = [], []
+    if batch:
+        yield batch, blobs
+
+
+def _decode_stream(
+    source: Source,
+    entries: list[Entry],
+    size: int,
+    resize: str,
+    workers: int | None,
+    chunk: int,
+) -> Iterator[tuple[list[Entry], DecodedChunk]]:
+    """Decoded chunks, from a process pool when there is enough work to pay for one."""
+    workers = available_cpus() if workers is None else workers
+    workers = min(workers, -(-len(entries) // chunk))
+    if workers <= 1:
+        for batch, blobs in _chunks(source, entries, chunk):
+            yield batch, decode_module.decode_chunk(blobs, size, resize)
+        return
+    # fork starts workers instantly and shares the imported modules; elsewhere (macOS, Windows)
+    # the platform default is the safe choice.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    pending: deque[tuple[list[Entry], Future[DecodedChunk]]] = deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for batch, blobs in _chunks(source, entries, chunk):
+            pending.append((batch, pool.submit(decode_module.decode_chunk, blobs, size, resize)))
+            # Bounded read-ahead: memory stays at a few chunks however large the source.
+            while len(pending) > 2 * workers:
+                done_batch, future = pending.popleft()
+                yield done_batch, future.result()
+        while pending:
+            done_batch, future = pending.popleft()
+            yield done_batch, future.result()

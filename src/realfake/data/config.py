@@ -1,0 +1,81 @@
+"""Data configuration: plain dataclasses that double as OmegaConf structured configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from realfake.errors import ConfigError
+
+RESIZE_POLICIES = ("stretch", "center_crop")
+
+
+def _bad(name: str, value: object, expected: str) -> ConfigError:
+    return ConfigError(f"bad value for data config field '{name}': {value!r}; expected {expected}")
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True  # random horizontal flip, p=0.5
+    # Pad-and-random-crop in pixels at 32 px (scaled with the image size); 0 disables.
+    crop_padding: int = 4
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field with an impossible value."""
+        if self.crop_padding < 0:
+            raise _bad("augment.crop_padding", self.crop_padding, "an integer >= 0")
+
+
+@dataclass
+class DataConfig:
+    # A folder, split tree, .zip, .tar(.gz) or .csv manifest; None = the embedded CIFAKE mini.
+    source: str | None = None
+    image_size: int = 32
+    # "stretch": bilinear (antialiased) resize to size×size, aspect ratio not kept;
+    # "center_crop": the largest centred square, resized to size×size.
+    resize: str = "stretch"
+    val_fraction: float = 0.1  # carved from train per class; ignored when the source has val/
+    test_fraction: float = 0.0  # only for sources without a test split; 0 = no test split
+    split_seed: int = 0
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    num_workers: int = 0  # batches are slices of an in-memory tensor, so 0 is usually fastest
+    cache_dir: str | None = None  # None: $REALFAKE_CACHE or ~/.cache/realfake
+    strict: bool = False  # images that fail to decode are an error instead of a warning
+    drop_test_duplicates: bool = False  # drop train images byte-identical to a test image
+    classes: list[str] | None = None  # impose a class order (e.g. a checkpoint's)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field with an impossible value."""
+        if self.resize not in RESIZE_POLICIES:
+            raise _bad("resize", self.resize, "one of " + ", ".join(RESIZE_POLICIES))
+        if self.image_size < 8:
+            # Below 8 px the CIFAR stems' down-sampling leaves nothing to classify.
+            raise _bad("image_size", self.image_size, "an integer >= 8")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise _bad(name, value, "a fraction in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise _bad(
+                "val_fraction + test_fraction",
+                self.val_fraction + self.test_fraction,
+                "a sum below 1 so that some training images remain",
+            )
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise _bad(name, getattr(self, name), "an integer >= 1")
+        if self.num_workers < 0:
+            raise _bad("num_workers", self.num_workers, "an integer >= 0")
+        if self.classes is not None:
+            names = list(self.classes)
+            if not names or len(set(names)) != len(names) or not all(names):
+                raise _bad("classes", names, "a list of distinct, non-empty class names")
+        if isinstance(self.augment, AugmentConfig):
+            self.augment.validate()

@@ -1,0 +1,103 @@
+"""Image bytes -> RGB uint8 arrays of one size. Imports no torch: worker processes stay light.
+
+Colour policy: every mode becomes RGB. Grayscale and palette images are expanded; CMYK goes
+through Pillow's conversion; 16-bit images keep their top 8 bits; images with transparency
+(RGBA, LA, palette with a transparent colour) are composited on white, the way viewers and
+browsers show them, so hidden colour values under transparent pixels never reach the network.
+EXIF orientation is applied, so phone photos are upright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+RESAMPLE = Image.Resampling.BILINEAR  # Pillow widens the filter when shrinking: antialiased
+
+
+def decode_image(data: bytes, size: int, resize: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode one image to a 3×size×size uint8 array; also return its original (width, height)."""
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(io.BytesIO(data)) as im:
+        original = im.size
+        if im.format == "JPEG" and min(original) > size:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target:
+            # most of the work for large photos disappears (Pillow's draft mode).
+            im.draft("RGB", (size, size))
+        im.load()
+        if "exif" in im.info:
+            im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im)
+        if im.size != (size, size):
+            box = None
+            if resize == "center_crop":
+                w, h = im.size
+                side = min(w, h)
+                box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+            im = im.resize((size, size), RESAMPLE, box=box)
+        return np.asarray(im).transpose(2, 0, 1), original
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        if im.mode != "F" and arr.max(initial=0) > 255:
+            arr = arr / 257.0  # 16-bit range onto 8 bits
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, stable reason for a skipped file (no memory addresses)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image (corrupt or wrong extension)"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "truncated" in text.lower():
+        return f"truncated file ({text})"
+    if isinstance(exc, ValueError) and text.startswith("empty file"):
+        return text
+    return f"cannot decode ({type(exc).__name__}: {text})"
+
+
+@dataclass
+class DecodedChunk:
+    images: np.ndarray  # uint8 n×3×size×size (rows of failed images are zero)
+    sizes: np.ndarray  # int32 n×2 original (width, height); 0 for failures
+    md5: np.ndarray  # uint8 n×16 digest of the file bytes
+    failures: list[tuple[int, str]]  # (row, reason)
+
+
+def decode_chunk(blobs: list[bytes | str], size: int, resize: str) -> DecodedChunk:
+    """Decode many images; a str in ``blobs`` is a read error carried through as a failure."""
+    n = len(blobs)
+    out = DecodedChunk(
+        images=np.zeros((n, 3, size, size), np.uint8),
+        sizes=np.zeros((n, 2), np.int32),
+        md5=np.zeros((n, 16), np.uint8),
+        failures=[],
+    )
+    for i, blob in enumerate(blobs):
+        if isinstance(blob, str):
+            out.failures.append((i, blob))
+            continue
+        out.md5[i] = np.frombuffer(hashlib.md5(blob, usedforsecurity=False).digest(), np.uint8)
+        try:
+            out.images[i], out.sizes[i] = decode_image(blob, size, resize)
+        # Decoders raise many types (OSError, SyntaxError, ValueError, struct.error, ...);
+        # whatever a file does, it is that file's failure, never the whole load's.
+        except Exception as exc:
+            out.failures.append((i, describe_failure(exc)))
+    return out

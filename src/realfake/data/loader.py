@@ -1,0 +1,151 @@
+"""The one entry point that turns any source into decoded uint8 tensors, via the cache."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realfake.data.build import build_entry
+from realfake.data.cache import CacheEntry, fingerprint, read_entry, resolve_cache_dir
+from realfake.data.config import RESIZE_POLICIES
+from realfake.data.embedded import embedded_data_path
+from realfake.data.layout import LAYOUTS, UNLABELLED, impose_classes, resolve_layout
+from realfake.data.sources import open_source
+from realfake.errors import DataError
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some files of a source could not be decoded and were left out."""
+
+
+@dataclass
+class ImageSplit:
+    images: torch.Tensor  # uint8 N×3×H×W (may wrap a memory-mapped array)
+    labels: torch.Tensor  # int64 N; -1 for unlabelled images
+    names: list[str]  # path relative to the source root, e.g. "test/FAKE/0 (7).jpg"
+    md5: np.ndarray | None = None  # uint8 N×16 digest of each file's bytes (duplicate checks)
+    sizes: np.ndarray | None = None  # int32 N×2 original (width, height)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, index: np.ndarray | list[int]) -> ImageSplit:
+        """The images at ``index`` (copied out of the memory map), in that order."""
+        idx = np.asarray(index, dtype=np.int64)
+        return ImageSplit(
+            images=torch.from_numpy(self.images.numpy()[idx]),
+            labels=torch.from_numpy(self.labels.numpy()[idx]),
+            names=[self.names[i] for i in idx.tolist()],
+            md5=None if self.md5 is None else self.md5[idx],
+            sizes=None if self.sizes is None else self.sizes[idx],
+        )
+
+
+@dataclass
+class LoadedData:
+    splits: dict[str, ImageSplit]  # as found: "train", "val"?, "test"?, or "unlabelled"
+    classes: list[str]
+    fingerprint: str  # source files + preprocessing (the cache key)
+    skipped: list[tuple[str, str]]  # (path, reason) of files that failed to decode
+    ignored: int  # non-image files ignored
+    content_hash: str = ""  # names, labels and bytes only: equal for equal data in any container
+    layout: str = ""  # "split_tree" | "image_folder" | "manifest" | "unlabelled"
+    cache_path: Path | None = field(default=None, repr=False)
+
+
+def load_images(
+    source: str | Path | None,
+    image_size: int = 32,
+    resize: str = "stretch",
+    *,
+    cache_dir: str | Path | None = None,
+    strict: bool = False,
+    classes: list[str] | None = None,
+    labelled: bool | None = None,
+    workers: int | None = None,
+) -> LoadedData:
+    """Decode ``source`` (None: the embedded CIFAKE mini) once into the cache and load it.
+
+    ``labelled=None`` detects the layout; ``False`` reads every image under the path as
+    unlabelled (prediction). ``classes`` imposes a label order, e.g. a checkpoint's.
+    ``workers`` caps the decoding processes (default: every available core).
+    """
+    if resize not in RESIZE_POLICIES:
+        raise DataError(f"resize={resize!r} is unknown; expected one of {list(RESIZE_POLICIES)}")
+    if image_size < 1:
+        raise DataError(f"image_size={image_size} is impossible; expected a positive size")
+    path = embedded_data_path() if source is None else Path(source).expanduser()
+    src = open_source(path)
+    mode = "unlabelled" if labelled is False else "auto"
+    key = fingerprint(src.kind, src.stamp(), image_size, resize, mode)
+    root = resolve_cache_dir(cache_dir)
+    entry = read_entry(root, key)
+    if entry is None:
+        layout = resolve_layout(src, labelled)
+        build_entry(src, layout, image_size, resize, root, key, workers=workers)
+        entry = read_entry(root, key)
+        if entry is None:  # pragma: no cover - only if someone deletes it meanwhile
+            raise DataError(f"the cache entry {root / key} vanished while loading {path}")
+    data = _from_entry(entry)
+    if labelled and data.layout == UNLABELLED:
+        n = len(data.splits[UNLABELLED])
+        raise DataError(f"found {n} images in {path} but no class folders; expected {LAYOUTS}")
+    _report_skipped(data, path, strict)
+    if classes is not None:
+        _impose(data, list(classes), str(path))
+    return data
+
+
+def _from_entry(entry: CacheEntry) -> LoadedData:
+    meta = entry.meta
+    splits = {}
+    for split, info in meta["splits"].items():
+        arrays = entry.arrays(split)
+        splits[split] = ImageSplit(
+            images=torch.from_numpy(arrays["images"]),
+            labels=torch.from_numpy(arrays["labels"]),
+            names=list(info["names"]),
+            md5=arrays["md5"],
+            sizes=arrays["sizes"],
+        )
+    return LoadedData(
+        splits=splits,
+        classes=list(meta["classes"]),
+        fingerprint=meta["fingerprint"],
+        skipped=[(p, r) for p, r in meta["skipped"]],
+        ignored=int(meta["ignored"]),
+        content_hash=meta["content_hash"],
+        layout=meta["layout"],
+        cache_path=entry.path,
+    )
+
+
+def _report_skipped(data: LoadedData, path: Path, strict: bool) -> None:
+    if not data.skipped:
+        return
+    shown = "; ".join(f"{p} ({r})" for p, r in data.skipped[:20])
+    more = f"; and {len(data.skipped) - 20} more" if len(data.skipped) > 20 else ""
+    report = data.cache_path / "skipped.csv" if data.cache_path else "the cache"
+    message = (
+        f"{len(data.skipped)} files in {path} could not be decoded: {shown}{more} "
+        f"(full list: {report})"
+    )
+    if strict:
+        raise DataError(f"{message}; strict mode expects every image to decode")
+    warnings.warn(message, SkippedImagesWarning, stacklevel=3)
+
+
+def _impose(data: LoadedData, wanted: list[str], where: str) -> None:
+    """Relabel in place so that label i means ``wanted[i]``."""
+    if data.layout == UNLABELLED:
+        data.classes = wanted
+        return
+    table = torch.tensor(impose_classes(data.classes, wanted, where), dtype=torch.int64)
+    for split in data.splits.values():
+        if len(split):
+            split.labels = table[split.labels]
+    data.classes = wanted

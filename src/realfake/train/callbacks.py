@@ -1,0 +1,176 @@
+"""Callbacks: per-epoch seeding, the per-epoch record (CSV, images/s), plain progress lines."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from realfake.data.datamodule import batch_seed
+
+EPOCH_COLUMNS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "images_per_s",
+    "epoch_time_s",
+)
+
+
+class StepSeed(Callback):
+    """Reseed the global RNG (dropout, stochastic layers) from (seed, epoch, batch) every step.
+
+    The random stream of a step then depends only on where it is in the run, so a run resumed
+    from an epoch-end checkpoint draws exactly what an uninterrupted run would have drawn.
+    (Augmentation is seeded the same way inside the data module.)
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        torch.manual_seed(batch_seed(self.seed, trainer.current_epoch, batch_idx))
+
+
+def _scalar(metrics: dict[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if value is not None else math.nan
+
+
+class EpochRecorder(Callback):
+    """Collect one row per epoch (losses, accuracies, lr, images/s) into metrics.csv and sinks.
+
+    Rows of epochs that a resumed run will redo are dropped first, so the file always describes
+    the weights in the latest checkpoint.
+    """
+
+    def __init__(self, csv_path: Path, sinks: list[Callable[[dict[str, float]], None]]) -> None:
+        self.csv_path = csv_path
+        self.sinks = sinks
+        self.history: list[dict[str, float]] = []
+        self._t0 = 0.0
+        self._train_time = 0.0
+        self._images = 0
+        self._rate = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_train_start, not on_fit_start: only here has a resumed run restored its epoch.
+        if not trainer.is_global_zero:
+            return
+        start_epoch = trainer.current_epoch
+        kept: list[dict[str, float]] = []
+        if self.csv_path.exists():
+            with self.csv_path.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    if int(row["epoch"]) < start_epoch:
+                        kept.append({k: float(v) for k, v in row.items()})
+        self.history = kept
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=EPOCH_COLUMNS)
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({k: _fmt(row[k]) for k in EPOCH_COLUMNS})
+        tmp.replace(self.csv_path)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+        self._train_time = 0.0
+        self._images = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._images += int(batch[0].shape[0])
+        elapsed = time.perf_counter() - self._t0
+        if elapsed > 0:
+            self._rate = self._images / elapsed
+            pl_module.log("img_s", self._rate, on_step=True, on_epoch=False, prog_bar=True)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.training and not trainer.sanity_checking and self._train_time == 0.0:
+            self._train_time = time.perf_counter() - self._t0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        train_time = self._train_time or (time.perf_counter() - self._t0)
+        m = trainer.callback_metrics
+        world = trainer.world_size
+        row = {
+            "epoch": float(trainer.current_epoch),
+            "step": float(trainer.global_step),
+            "train_loss": _scalar(m, "train/loss_epoch"),
+            "train_acc": _scalar(m, "train/acc"),
+            "val_loss": _scalar(m, "val/loss"),
+            "val_acc": _scalar(m, "val/acc"),
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+            # Every rank sees its own share of the data; the run's rate is the sum.
+            "images_per_s": self._images * world / train_time if train_time > 0 else math.nan,
+            "epoch_time_s": time.perf_counter() - self._t0,
+        }
+        self.history.append(row)
+        self._rewrite()
+        for sink in self.sinks:
+            sink(row)
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
+class PlainProgress(Callback):
+    """One line per epoch (and at start and end) for logs and CI, where a live bar is noise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self._fit_start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+        self._first_epoch = trainer.current_epoch
+        self._max_epochs = trainer.max_epochs or 0
+        if trainer.is_global_zero:
+            resumed = (
+                f", resuming at epoch {trainer.current_epoch + 1}" if trainer.current_epoch else ""
+            )
+            print(
+                f"training {self._max_epochs} epochs, {trainer.num_training_batches} batches "
+                f"per epoch{resumed}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def print_epoch(self, row: dict[str, float]) -> None:
+        epoch = int(row["epoch"]) + 1
+        done = epoch - self._first_epoch
+        elapsed = time.perf_counter() - self._fit_start
+        total = self._max_epochs
+        eta = elapsed / max(1, done) * (total - epoch)
+        print(
+            f"epoch {epoch}/{total}  train_loss {row['train_loss']:.4f}  "
+            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}  "
+            f"lr {row['lr']:.3g}  {row['images_per_s']:.0f} img/s  eta {_duration(eta)}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

@@ -1,0 +1,138 @@
+"""Experiment tracking that never crashes a run: MLflow (local SQLite by default), guarded."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+
+
+class MlflowTracker:
+    """Logs parameters, per-epoch metrics, tags and artifacts of one run to MLflow.
+
+    Every call is guarded: the first failure becomes a warning and tracking is switched off for
+    the rest of the run, because losing a plot is better than losing a training run.
+    """
+
+    def __init__(self, tracking_uri: str | None, experiment: str) -> None:
+        self.tracking_uri = (
+            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        )
+        self.experiment = experiment
+        self.run_id: str | None = None
+        self._client: Any = None
+        self.enabled = True
+
+    def _guard(self, what: str, fn: Callable[[], Any]) -> Any:
+        if not self.enabled:
+            return None
+        try:
+            return fn()
+        except Exception as exc:  # any tracking failure must stay a warning
+            self.enabled = False
+            warnings.warn(
+                f"MLflow tracking disabled after a failure to {what} at {self.tracking_uri}: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def start(
+        self, run_name: str, params: dict[str, Any], tags: dict[str, str], run_id: str | None
+    ) -> str | None:
+        """Open (or reopen, when resuming) the MLflow run; returns its id."""
+
+        def _start() -> str:
+            import mlflow
+            from mlflow.tracking import MlflowClient
+
+            # Quieten alembic's migration chatter on the first use of a new SQLite store.
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            exp = client.get_experiment_by_name(self.experiment)
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else client.create_experiment(
+                    self.experiment, artifact_location=_artifact_location(self.tracking_uri)
+                )
+            )
+            if run_id is None:
+                run = client.create_run(exp_id, run_name=run_name, tags=tags)
+                rid = run.info.run_id
+                # MLflow caps parameter values at 6000 characters; configs are short.
+                from mlflow.entities import Param
+
+                batch = [Param(k, str(v)) for k, v in params.items()]
+                for i in range(0, len(batch), 100):
+                    client.log_batch(rid, params=batch[i : i + 100])
+            else:
+                rid = run_id
+                client.update_run(rid, status="RUNNING")
+            self._client = client
+            return rid
+
+        self.run_id = self._guard("start a run", _start)
+        return self.run_id
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        if self.run_id is None:
+            return
+        step = int(row["epoch"])
+
+        def _log() -> None:
+            import math
+            import time
+
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            metrics = [
+                Metric(k, float(v), now, step)
+                for k, v in row.items()
+                if k not in ("epoch",) and not math.isnan(float(v))
+            ]
+            self._client.log_batch(self.run_id, metrics=metrics)
+
+        self._guard("log epoch metrics", _log)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        if self.run_id is None:
+            return
+        self._guard(
+            "log final metrics",
+            lambda: [self._client.log_metric(self.run_id, k, float(v)) for k, v in metrics.items()],
+        )
+
+    def log_artifacts(self, paths: list[Path], subdir: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        for path in paths:
+            if path.exists():
+                self._guard(
+                    f"upload {path.name}",
+                    lambda p=path: self._client.log_artifact(self.run_id, str(p), subdir),
+                )
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.run_id is None:
+            return
+        self._guard("close the run", lambda: self._client.set_terminated(self.run_id, status))
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Keep artifacts beside a local SQLite store (``mlartifacts/``) rather than in the cwd."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    db = Path(tracking_uri[len(prefix) :]).resolve()
+    return (db.parent / "mlartifacts").as_uri()

@@ -1,0 +1,131 @@
+"""Real training runs on the embedded CIFAKE sample, on the CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from realfake.inference import Predictor
+from realfake.train import compose, train
+from realfake.train.checkpoint import load_checkpoint
+
+# A small, fast recipe for tests: few epochs of the default model on part of the embedded data.
+QUICK = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "data.batch_size=64",
+    "logging.mlflow=false",
+    "logging.progress=plain",
+]
+
+
+def _rows(path):
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
+    result = train(compose([*QUICK, f"runs_dir={tmp_path}", "name=r1"]))
+    run = tmp_path / "r1"
+    assert result.run_dir == run
+    assert (run / "config.yaml").read_text().startswith("name: r1")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["data"]["fingerprint"]
+    assert manifest["data"]["classes"] == ["FAKE", "REAL"]
+    assert manifest["seed"] == 0
+    assert manifest["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["packages"][
+        "torch"
+    ].startswith(torch.__version__.split("+")[0])
+    assert {"commit", "dirty"} <= set(manifest["git"])
+    assert "started" in manifest and "ended" in manifest
+    rows = _rows(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    for row in rows:
+        for key in ("train_loss", "val_loss", "val_acc", "lr", "images_per_s"):
+            assert math.isfinite(float(row[key])), key
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = load_checkpoint(run / "checkpoints" / name)  # weights_only=True inside
+        assert ckpt["hyper_parameters"]["classes"] == ["FAKE", "REAL"]
+    assert 0.0 <= result.metrics["test_acc"] <= 1.0
+    assert result.metrics["epochs"] == 2
+    # The predictor rebuilds the network from the checkpoint alone and agrees with the test run.
+    predictor = Predictor.from_checkpoint(run)
+    assert predictor.classes == ["FAKE", "REAL"]
+    probs = predictor.predict_proba(torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
+    assert probs.shape == (3, 2)
+    assert torch.allclose(probs.sum(1), torch.ones(3))
+
+
+def test_existing_run_name_refuses_to_overwrite(tmp_path, data_cache):
+    train(compose([*QUICK, "trainer.max_epochs=1", f"runs_dir={tmp_path}", "name=same"]))
+    from realfake.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(compose([*QUICK, "trainer.max_epochs=1", f"runs_dir={tmp_path}", "name=same"]))
+
+
+def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, data_cache):
+    # min_delta=1.0 means no epoch can ever improve val/acc enough, so with patience 1 training
+    # stops after the second epoch although six were allowed.
+    result = train(
+        compose(
+            [
+                *QUICK,
+                "trainer.max_epochs=6",
+                "early_stopping.enabled=true",
+                "early_stopping.patience=1",
+                "early_stopping.monitor=val/acc",
+                "early_stopping.mode=max",
+                "early_stopping.min_delta=1.0",
+                f"runs_dir={tmp_path}",
+                "name=es",
+            ]
+        )
+    )
+    assert result.metrics["epochs"] == 2
+
+
+def test_test_metrics_come_from_a_real_copy_of_the_best_weights(tmp_path, data_cache):
+    from realfake.data import DataConfig, ImageDataModule, normalize
+
+    # "Best" is the epoch with the HIGHEST validation loss: with a learning rate this large that
+    # is the first epoch, so best and last weights differ and we can tell which one was tested.
+    result = train(
+        compose(
+            [
+                *QUICK,
+                "trainer.max_epochs=3",
+                "early_stopping.monitor=val/loss",
+                "early_stopping.mode=max",
+                "optim.lr=2.0",
+                "sched.name=none",
+                f"runs_dir={tmp_path}",
+                "name=best",
+            ]
+        )
+    )
+    history = result.history
+    best_epoch = max(range(len(history)), key=lambda i: history[i]["val_loss"])
+    assert best_epoch < len(history) - 1
+    best = load_checkpoint(result.best_checkpoint)
+    last = load_checkpoint(result.last_checkpoint)
+    assert best["epoch"] == best_epoch
+    assert any(not torch.equal(v, last["state_dict"][k]) for k, v in best["state_dict"].items())
+
+    dm = ImageDataModule(DataConfig(), seed=0)
+    dm.setup()
+
+    def test_loss(ckpt) -> torch.Tensor:
+        predictor = Predictor.from_checkpoint(ckpt)
+        with torch.no_grad():
+            logits = predictor.model(normalize(dm.test_split.images, predictor.mean, predictor.std))
+        return torch.nn.functional.cross_entropy(logits, dm.test_split.labels)
+
+    reported = result.metrics["test_loss"]
+    assert test_loss(result.best_checkpoint).item() == pytest.approx(reported, rel=1e-3)
+    assert test_loss(result.last_checkpoint).item() != pytest.approx(reported, rel=1e-3)
