@@ -37,6 +37,8 @@ from realfake.train.rundir import (
 from realfake.train.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
+# Emitted by Lightning's own internals on torch >= 2.10; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @dataclass
@@ -262,7 +264,9 @@ def train(
         status = "finished" if not trainer.interrupted else "interrupted"
     finally:
         if is_zero:
-            manifest.update({"status": status, "ended": now()})
+            manifest.update(
+                {"status": status, "ended": now(), "world_size": trainer.world_size}
+            )
             manifest["train_time_s"] = manifest.get("train_time_s", 0.0) + (
                 time.perf_counter() - started
             )

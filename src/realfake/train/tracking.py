@@ -55,7 +55,8 @@ class MlflowTracker:
             from mlflow.tracking import MlflowClient
 
             # Quieten alembic's migration chatter on the first use of a new SQLite store.
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+            for noisy in ("alembic", "mlflow.store.db.utils"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
             mlflow.set_tracking_uri(self.tracking_uri)
             client = MlflowClient(tracking_uri=self.tracking_uri)
             exp = client.get_experiment_by_name(self.experiment)
