@@ -61,13 +61,22 @@ def test_batch_transfer_normalises_and_augments_only_in_training(dm: ImageDataMo
     assert x.dtype == torch.float32 and torch.equal(y, labels)
     assert torch.allclose(x, normalize(images, dm.mean, dm.std))
     assert torch.allclose(dm.normalize(images), x)
-    dm.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
     try:
-        torch.manual_seed(0)
+        dm.trainer = SimpleNamespace(training=True, current_epoch=0)  # type: ignore[assignment]
         augmented, _ = dm.on_after_batch_transfer((images, labels), 0)
+        second, _ = dm.on_after_batch_transfer((images, labels), 0)
+        dm.trainer = SimpleNamespace(training=True, current_epoch=1)  # type: ignore[assignment]
+        next_epoch, _ = dm.on_after_batch_transfer((images, labels), 0)
+        dm.trainer = SimpleNamespace(training=True, current_epoch=0)  # type: ignore[assignment]
+        replay, _ = dm.on_after_batch_transfer((images, labels), 0)
     finally:
         dm.trainer = None  # type: ignore[assignment]
     assert augmented.shape == x.shape and not torch.allclose(augmented, x)
+    # Augmentation is a function of (seed, epoch, batch index) only: replaying epoch 0 from its
+    # first batch reproduces it exactly (what exact resume relies on); other batches differ.
+    assert torch.equal(replay, augmented)
+    assert not torch.equal(second, augmented)
+    assert not torch.equal(next_epoch, augmented)
 
 
 def test_accepts_an_omegaconf_node(shared_cache: Path) -> None:
@@ -203,3 +212,19 @@ def test_copied_embedded_set_is_an_ordinary_source(tmp_path: Path) -> None:
     module = ImageDataModule(DataConfig(source=str(copy), val_fraction=0.2))
     module.setup()
     assert (len(module.train_split), len(module.val_split)) == (800, 200)
+
+
+def test_test_source_supplies_the_test_split_from_another_source(tmp_path):
+    from realfake.data import embedded_data_path
+
+    cfg = DataConfig(
+        source=str(embedded_data_path() / "train"),
+        test_source=str(embedded_data_path() / "test"),
+        cache_dir=str(tmp_path),
+    )
+    dm = ImageDataModule(cfg)
+    dm.setup()
+    assert len(dm.test_split) == 200
+    assert dm.classes == ["FAKE", "REAL"]
+    assert sorted(dm.test_split.labels.bincount().tolist()) == [100, 100]
+    assert "+" in dm.fingerprint

@@ -32,6 +32,9 @@ class AugmentConfig:
 class DataConfig:
     # A folder, split tree, .zip, .tar(.gz) or .csv manifest; None = the embedded CIFAKE mini.
     source: str | None = None
+    # Where the test split comes from when it lives apart from the training data (CIFAKE's
+    # train.tar + test.tar): its test/ split, or all of it when it has a single split.
+    test_source: str | None = None
     image_size: int = 32
     # "stretch": bilinear (antialiased) resize to size×size, aspect ratio not kept;
     # "center_crop": the largest centred square, resized to size×size.

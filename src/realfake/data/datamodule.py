@@ -86,6 +86,10 @@ class ImageDataModule(L.LightningDataModule):
         train = data.splits["train"]
         val = data.splits.get("val")
         test = data.splits.get("test")
+        fingerprint = data.fingerprint
+        if cfg.test_source:
+            test, test_fingerprint = self._load_test_source(data.classes)
+            fingerprint = f"{fingerprint}+{test_fingerprint}"
         if test is None and cfg.test_fraction > 0:
             train, test = split_off(train, cfg.test_fraction, cfg.split_seed, TEST_STREAM)
         if cfg.drop_test_duplicates and test is not None:
@@ -106,13 +110,34 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.classes = data.classes
         self.num_classes = len(data.classes)
-        self.fingerprint = data.fingerprint
+        self.fingerprint = fingerprint
         self.content_hash = data.content_hash
         self.skipped = data.skipped
         self.train_split, self.val_split, self.test_split = train, val, test
         self.mean, self.std = channel_stats(train.images)  # type: ignore[assignment]
         if self._restored is not None:
             self._apply_restored()
+
+    def _load_test_source(self, classes: list[str]) -> tuple[ImageSplit, str]:
+        """The test split of ``config.test_source``, in the training data's class order."""
+        cfg = self.config
+        data = load_images(
+            cfg.test_source,
+            cfg.image_size,
+            cfg.resize,
+            cache_dir=cfg.cache_dir,
+            strict=cfg.strict,
+            classes=classes,
+            labelled=True,
+        )
+        if "test" in data.splits:
+            return data.splits["test"], data.fingerprint
+        if len(data.splits) == 1:
+            return next(iter(data.splits.values())), data.fingerprint
+        raise DataError(
+            f"test_source {cfg.test_source} has splits {sorted(data.splits)} but no test split; "
+            "expected a test/ split or a single image-folder tree"
+        )
 
     def _loader(self, split: ImageSplit | None, name: str, train: bool = False) -> DataLoader:
         if self.train_split is None:
