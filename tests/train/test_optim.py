@@ -64,7 +64,7 @@ def test_onecycle_peaks_at_pct_start():
     lrs = _lrs(SchedConfig(name="onecycle", pct_start=0.3))
     peak = max(range(len(lrs)), key=lrs.__getitem__)
     assert 25 <= peak <= 32
-    assert lrs[-1] < 0.01
+    assert lrs[-1] < 0.02  # annealed to ~1% of the peak by the last step
 
 
 def test_step_decays_every_step_size_epochs():

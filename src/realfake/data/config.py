@@ -18,6 +18,19 @@ class AugmentConfig:
     flip: bool = True  # random horizontal flip, p=0.5
     # Pad-and-random-crop in pixels at 32 px (scaled with the image size); 0 disables.
     crop_padding: int = 4
+    # Robust training (CNNDetection, Wang et al. CVPR 2020: blur σ ~ U[0, 3] and JPEG quality
+    # ~ U{30..100}, each with p = 0.5, at 224-256 px). Probabilities are per image; 0 = off.
+    blur_prob: float = 0.0
+    # σ ~ U[0, max] in pixels at 32 px, scaled with the image size like crop_padding. CNNDetection's
+    # σ ≤ 3 at 256 px is ≤ 0.4 at 32 px; 1.0 also covers the robustness grid's blur:1.
+    blur_sigma_max: float = 1.0
+    jpeg_prob: float = 0.0
+    jpeg_quality_min: int = 30  # quality ~ U{min..max}, as CNNDetection
+    jpeg_quality_max: int = 100
+    noise_prob: float = 0.0
+    noise_sigma_max: float = 0.05  # σ ~ U[0, max] as a fraction of the [0, 1] range
+    resize_prob: float = 0.0
+    resize_scale_min: float = 0.5  # shrink the side by s ~ U[min, 1], then enlarge back
 
     def __post_init__(self) -> None:
         self.validate()
@@ -26,6 +39,24 @@ class AugmentConfig:
         """Raise ConfigError naming the first field with an impossible value."""
         if self.crop_padding < 0:
             raise _bad("augment.crop_padding", self.crop_padding, "an integer >= 0")
+        for name in ("blur_prob", "jpeg_prob", "noise_prob", "resize_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise _bad(f"augment.{name}", value, "a probability in [0, 1]")
+        for name in ("blur_sigma_max", "noise_sigma_max"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise _bad(f"augment.{name}", value, "a number > 0")
+        if not 1 <= self.jpeg_quality_min <= 100:
+            raise _bad("augment.jpeg_quality_min", self.jpeg_quality_min, "an integer in [1, 100]")
+        if not self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
+            raise _bad(
+                "augment.jpeg_quality_max",
+                self.jpeg_quality_max,
+                f"an integer in [jpeg_quality_min={self.jpeg_quality_min}, 100]",
+            )
+        if not 0.0 < self.resize_scale_min <= 1.0:
+            raise _bad("augment.resize_scale_min", self.resize_scale_min, "a fraction in (0, 1]")
 
 
 @dataclass

@@ -11,7 +11,17 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from realfake.data.augment import channel_stats, normalize, random_crop, random_flip, to_unit
+from realfake.data.augment import (
+    channel_stats,
+    normalize,
+    random_blur,
+    random_crop,
+    random_flip,
+    random_jpeg,
+    random_noise,
+    random_resize,
+    to_unit,
+)
 from realfake.data.batches import make_loader
 from realfake.data.config import DataConfig
 from realfake.data.layout import UNLABELLED
@@ -169,13 +179,24 @@ class ImageDataModule(L.LightningDataModule):
         return normalize(x_uint8, self.mean, self.std)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random flip and pad-crop of a [0, 1] float batch, per ``config.augment``."""
+        """Random flip, pad-crop and robust-training degradations of a [0, 1] float batch."""
         aug = self.config.augment
         if aug.flip:
             x = random_flip(x)
         if aug.crop_padding > 0:
             # The padding is specified at 32 px; scale it so 224 px images shift as much.
             x = random_crop(x, max(1, round(aug.crop_padding * x.shape[-1] / 32)))
+        # The degradations come after flip and crop and draw nothing when switched off, so runs
+        # without them keep their random stream. Their order is a camera-to-upload pipeline:
+        # resizing, blur, sensor noise, then JPEG compression last (CNNDetection: blur then JPEG).
+        if aug.resize_prob > 0:
+            x = random_resize(x, aug.resize_prob, aug.resize_scale_min)
+        if aug.blur_prob > 0:
+            x = random_blur(x, aug.blur_prob, aug.blur_sigma_max * x.shape[-1] / 32)
+        if aug.noise_prob > 0:
+            x = random_noise(x, aug.noise_prob, aug.noise_sigma_max)
+        if aug.jpeg_prob > 0:
+            x = random_jpeg(x, aug.jpeg_prob, aug.jpeg_quality_min, aug.jpeg_quality_max)
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
