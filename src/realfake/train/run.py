@@ -138,104 +138,22 @@ def train(
     )
 
     git = git_state()
-    manifest = read_json(run.manifest) if ckpt_path else {}
-    manifest.update(
-        {
-            "name": run.name,
-            "status": "running",
-            "git": git,
-            "data": {
-                "source": cfg.data.source or "embedded:cifake-mini",
-                "fingerprint": dm.fingerprint,
-                "classes": list(dm.classes),
-                "sizes": {
-                    "train": len(dm.train_split.labels),
-                    "val": len(dm.val_split.labels) if dm.val_split is not None else 0,
-                    "test": len(dm.test_split.labels) if dm.test_split is not None else 0,
-                },
-            },
-            "seed": cfg.seed,
-            "packages": package_versions(),
-            "device": device_description(),
-            "precision": _precision(cfg.trainer),
-        }
-    )
-    manifest.setdefault("started", now())
-    if ckpt_path:
-        manifest.setdefault("resumed", []).append(now())
     is_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    manifest = _manifest(run, cfg, dm, git, resumed=ckpt_path is not None)
+    tracker: MlflowTracker | None = None
     if is_zero:
         run.config.write_text(C.to_yaml(cfg))
         write_json(run.manifest, manifest)
-
-    tracker: MlflowTracker | None = None
-    tracking = read_json(run.tracking)
-    if cfg.logging.mlflow and is_zero:
-        tracker = MlflowTracker(cfg.logging.tracking_uri, cfg.logging.experiment_name)
-        tracker.start(
-            run.name,
-            C.flatten(cfg_dict),
-            _tracking_tags(run, dm, git),
-            run_id=tracking.get("mlflow_run_id") if ckpt_path else None,
-        )
-        if tracker.run_id:
-            write_json(
-                run.tracking,
-                {**tracking, "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri},
-            )
+        if cfg.logging.mlflow:
+            tracker = _start_tracker(run, cfg, cfg_dict, dm, git, resumed=ckpt_path is not None)
 
     progress = _progress(cfg.logging)
     plain = PlainProgress() if progress == "plain" else None
-    sinks = [
-        s
-        for s in (tracker.log_epoch if tracker else None, plain.print_epoch if plain else None)
-        if s
-    ]
+    sinks = [s for s in (tracker and tracker.log_epoch, plain and plain.print_epoch) if s]
     recorder = EpochRecorder(run.metrics_csv, sinks)
+    checkpoint, callbacks = _callbacks(cfg, run, progress)
+    callbacks = [recorder, *([plain] if plain else []), *callbacks]
     es = cfg.early_stopping
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints,
-        filename="best",
-        monitor=es.monitor,
-        mode=es.mode,
-        save_top_k=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    # A second, unmonitored checkpoint for "last": Lightning 2.6's save_last only writes when a
-    # new best was saved in the same step, which would leave last.ckpt behind the run.
-    last = ModelCheckpoint(
-        dirpath=run.checkpoints,
-        filename="last",
-        save_top_k=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    callbacks: list[Callback] = [StepSeed(cfg.seed), recorder, checkpoint, last]
-    if plain:
-        callbacks.append(plain)
-    if progress == "rich":
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    if es.enabled:
-        callbacks.append(
-            EarlyStopping(
-                monitor=es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta
-            )
-        )
-    if cfg.trainer.ema_decay:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
-
-        callbacks.append(EMAWeightAveraging(decay=cfg.trainer.ema_decay))
-
-    loggers: list[Any] = []
-    if cfg.logging.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version=""))
-    if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
-        loggers.extend(_wandb_logger(cfg, run))
 
     t = cfg.trainer
     trainer = L.Trainer(
@@ -252,7 +170,7 @@ def train(
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
         callbacks=callbacks,
-        logger=loggers or False,
+        logger=_loggers(cfg, run) or False,
         enable_progress_bar=progress == "rich",
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -264,9 +182,7 @@ def train(
         status = "finished" if not trainer.interrupted else "interrupted"
     finally:
         if is_zero:
-            manifest.update(
-                {"status": status, "ended": now(), "world_size": trainer.world_size}
-            )
+            manifest.update({"status": status, "ended": now(), "world_size": trainer.world_size})
             manifest["train_time_s"] = manifest.get("train_time_s", 0.0) + (
                 time.perf_counter() - started
             )
@@ -302,6 +218,121 @@ def train(
         last_checkpoint=run.last if run.last.exists() else None,
         mlflow_run_id=tracker.run_id if tracker else None,
     )
+
+
+def _manifest(
+    run: RunDir, cfg: C.TrainConfig, dm: ImageDataModule, git: dict[str, Any], resumed: bool
+) -> dict[str, Any]:
+    """What a report needs to trust the run: code, data, seed, versions, device, times."""
+    manifest = read_json(run.manifest) if resumed else {}
+    sizes = {
+        name: len(split.labels) if split is not None else 0
+        for name, split in (
+            ("train", dm.train_split),
+            ("val", dm.val_split),
+            ("test", dm.test_split),
+        )
+    }
+    manifest.update(
+        {
+            "name": run.name,
+            "status": "running",
+            "git": git,
+            "data": {
+                "source": cfg.data.source or "embedded:cifake-mini",
+                "test_source": cfg.data.test_source,
+                "fingerprint": dm.fingerprint,
+                "classes": list(dm.classes),
+                "sizes": sizes,
+            },
+            "seed": cfg.seed,
+            "packages": package_versions(),
+            "device": device_description(),
+            "precision": _precision(cfg.trainer),
+        }
+    )
+    manifest.setdefault("started", now())
+    if resumed:
+        manifest.setdefault("resumed", []).append(now())
+    return manifest
+
+
+def _start_tracker(
+    run: RunDir,
+    cfg: C.TrainConfig,
+    cfg_dict: dict[str, Any],
+    dm: ImageDataModule,
+    git: dict[str, Any],
+    resumed: bool,
+) -> MlflowTracker:
+    """Open the MLflow run (the same one again when resuming) and remember its id."""
+    tracking = read_json(run.tracking)
+    tracker = MlflowTracker(cfg.logging.tracking_uri, cfg.logging.experiment_name)
+    tracker.start(
+        run.name,
+        C.flatten(cfg_dict),
+        _tracking_tags(run, dm, git),
+        run_id=tracking.get("mlflow_run_id") if resumed else None,
+    )
+    if tracker.run_id:
+        write_json(
+            run.tracking,
+            {**tracking, "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri},
+        )
+    return tracker
+
+
+def _callbacks(
+    cfg: C.TrainConfig, run: RunDir, progress: str
+) -> tuple[ModelCheckpoint, list[Callback]]:
+    """Seeding, checkpoints (best and last), progress bar, early stopping, weight averaging."""
+    es = cfg.early_stopping
+    best = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="best",
+        monitor=es.monitor,
+        mode=es.mode,
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    # A second, unmonitored checkpoint for "last": Lightning 2.6's save_last only writes when a
+    # new best was saved in the same step, which would leave last.ckpt behind the run.
+    last = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    callbacks: list[Callback] = [StepSeed(cfg.seed), best, last]
+    if progress == "rich":
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    if es.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta
+            )
+        )
+    if cfg.trainer.ema_decay:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=cfg.trainer.ema_decay))
+    return best, callbacks
+
+
+def _loggers(cfg: C.TrainConfig, run: RunDir) -> list[Any]:
+    """Optional Lightning loggers (CSV and MLflow are handled by the run itself)."""
+    loggers: list[Any] = []
+    if cfg.logging.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version=""))
+    if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
+        loggers.extend(_wandb_logger(cfg, run))
+    return loggers
 
 
 def _as_obj(config: C.TrainConfig | DictConfig) -> C.TrainConfig:
