@@ -1,7 +1,7 @@
 """Training and inference throughput of realfake's models next to torchvision's identical ones.
 
 Each pair has the same layers and, after loading torchvision's state dict into ours, the same
-weights; both run on the same input, with the same thread count, interleaved repeat by repeat so
+weights; both run on the same input, with the same thread count, alternating batch by batch so
 that load from other processes hits both alike. Reports medians and the ratio ours/torchvision.
 
     python benchmarks/bench_models.py --update BENCHMARKS.md
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import re
@@ -67,37 +66,34 @@ def make_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, trai
     return train_step if train else infer_step
 
 
-def time_per_batch(step: Callable[[], None], iterations: int) -> float:
+def seconds_for(step: Callable[[], None]) -> float:
     start = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    return (time.perf_counter() - start) / iterations
+    step()
+    return time.perf_counter() - start
 
 
 def measure(
     models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, args
 ) -> dict[str, Throughput]:
-    """Images/s per model and repeat, the models interleaved in alternating order."""
+    """Images/s per model and batch, the models alternating batch by batch (ABBA order)."""
     results = {label: Throughput([], []) for label in models}
     for train in (True, False):
         steps = {label: make_step(m, images, labels, train) for label, m in models.items()}
-        # Warm-up also sizes a repeat: enough batches for about `--repeat-seconds` of work.
-        iterations = {}
-        for label, step in steps.items():
+        for step in steps.values():
             for _ in range(args.warmup):
-                seconds = time_per_batch(step, 1)
-            iterations[label] = max(1, math.ceil(args.repeat_seconds / seconds))
+                step()
         order = list(steps)
-        for repeat in range(args.repeats):
-            for label in order if repeat % 2 == 0 else reversed(order):
-                seconds = time_per_batch(steps[label], iterations[label])
-                rate = images.shape[0] / seconds
+        start, rounds = time.perf_counter(), 0
+        while rounds < args.min_rounds or time.perf_counter() - start < args.seconds:
+            for label in order if rounds % 2 == 0 else reversed(order):
+                rate = images.shape[0] / seconds_for(steps[label])
                 (results[label].train if train else results[label].infer).append(rate)
+            rounds += 1
     return results
 
 
 def paired_ratio(ours: list[float], reference: list[float]) -> float:
-    """Median over repeats of ours/reference, each ratio from two runs adjacent in time."""
+    """Median over rounds of ours/reference, each ratio from two batches adjacent in time."""
     return statistics.median(a / b for a, b in zip(ours, reference, strict=True))
 
 
@@ -109,36 +105,42 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
-def report(results: dict[str, dict[str, Throughput]], args, load: tuple[str, str]) -> str:
+def report(
+    results: dict[tuple[int, str], dict[str, Throughput]],
+    args,
+    load: tuple[tuple[float, ...], tuple[float, ...]],
+) -> str:
     median = statistics.median
+    before, after = (" ".join(f"{x:.2f}" for x in averages) for averages in load)
     lines = [
         HEADING,
         "",
-        f"- Machine: {machine()}; torch threads: {torch.get_num_threads()}",
+        f"- Machine: {machine()}; torch threads: {', '.join(map(str, args.threads))} (column)",
         f"- torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"Python {platform.python_version()}",
         f"- Date: {datetime.date.today().isoformat()}; load average before/after: "
-        f"{load[0]} / {load[1]} (other processes shared the CPU)",
+        f"{before} / {after}",
         f"- Command: `python benchmarks/bench_models.py {shlex.join(sys.argv[1:])}`",
         f"- Input: {args.batch}×3×{args.image_size}×{args.image_size} float32, 2 classes;"
         " training = forward + cross-entropy backward + SGD-momentum step;"
-        " inference = eval forward under `torch.inference_mode()`. Medians over"
-        f" {args.repeats} repeats of about {args.repeat_seconds:g} s each, ours and torchvision"
-        " interleaved; a ratio is the median over repeats of ours/torchvision within the repeat,"
-        " which cancels slow drifts in load.",
+        " inference = eval forward under `torch.inference_mode()`. Each figure is a median over"
+        f" timed batches ({args.warmup} warm-up batches, then at least {args.min_rounds} rounds and"
+        f" {args.seconds:g} s per model and mode); ours and torchvision alternate batch by batch"
+        " and a ratio is the median over rounds of ours/torchvision, so that bursts of load from"
+        " other processes hit both alike.",
         "- Pairs have identical layers and weights (torchvision's state dict is loaded into ours):"
         ' our `resnet18`/`vgg16` with `stem="imagenet"` (7×7 stem + max-pool; 7×7 pool +'
         " 4096-4096 head with dropout 0.5) against `torchvision.models.resnet18` / `vgg16_bn`.",
         "- `resnext29_2x64d` (3×3 CIFAR stem, the seed's network) has no torchvision counterpart:"
         " its throughput is reported alone.",
         "",
-        "| model | train img/s ours | train img/s torchvision | ratio | "
+        "| model | threads | train img/s ours | train img/s torchvision | ratio | "
         "infer img/s ours | infer img/s torchvision | ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, by_impl in results.items():
+    for (threads, name), by_impl in results.items():
         ours = by_impl["ours"]
-        row = [name, f"{median(ours.train):.1f}"]
+        row = [name, str(threads), f"{median(ours.train):.1f}"]
         reference = by_impl.get("torchvision")
         if reference is None:
             row += ["—", "—", f"{median(ours.infer):.1f}", "—", "—"]
@@ -151,6 +153,15 @@ def report(results: dict[str, dict[str, Throughput]], args, load: tuple[str, str
                 f"{paired_ratio(ours.infer, reference.infer):.3f}",
             ]
         lines.append("| " + " | ".join(row) + " |")
+    peak = max(load[0][0], load[1][0])
+    if peak > (os.cpu_count() or 1):
+        lines += [
+            "",
+            f"Warning: the 1-minute load average reached {peak:.1f} on {os.cpu_count()} CPUs, so"
+            " other processes competed for the cores. Absolute figures are low and vary, and"
+            " runs with several threads suffer most (every parallel region waits for a thread"
+            " the scheduler has parked); the ratios from one thread are the trustworthy ones.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -170,31 +181,38 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches per model and mode")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--repeat-seconds", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--min-rounds", type=int, default=7, help="timed batches per model, at least"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="keep timing rounds for at least this long"
+    )
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[os.cpu_count()], help="torch thread counts"
+    )
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--update", type=Path, help="write the section into this markdown file")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = os.getloadavg()
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, args.image_size, args.image_size, generator=generator)
     labels = torch.randint(0, 2, (args.batch,), generator=generator)
     results = {}
-    for name in args.models:
-        builder, options = CASES[name]
-        torch.manual_seed(0)
-        models = {"ours": build_model(name, 2, image_size=args.image_size, **options)}
-        if builder is not None:
-            reference = builder(weights=None, num_classes=2)
-            converted = from_torchvision_state_dict(name, reference.state_dict())
-            models["ours"].load_state_dict(converted)  # strict: proves the layers are the same
-            models["torchvision"] = reference
-        results[name] = measure(models, images, labels, args)
-        print(f"{name}: done", file=sys.stderr, flush=True)
-    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in args.models:
+            builder, options = CASES[name]
+            torch.manual_seed(0)
+            models = {"ours": build_model(name, 2, image_size=args.image_size, **options)}
+            if builder is not None:
+                reference = builder(weights=None, num_classes=2)
+                converted = from_torchvision_state_dict(name, reference.state_dict())
+                models["ours"].load_state_dict(converted)  # strict: proves the layers are the same
+                models["torchvision"] = reference
+            results[threads, name] = measure(models, images, labels, args)
+            print(f"{name} on {threads} threads: done", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
     section = report(results, args, (load_before, load_after))
     print(section)
     if args.update:

@@ -60,7 +60,7 @@ def ours_epoch(dm, epoch: int) -> int:
     loader.sampler.set_epoch(epoch)
     n = 0
     for batch in loader:
-        x, y = dm.on_after_batch_transfer(batch, 0)
+        _, y = dm.on_after_batch_transfer(batch, 0)
         n += int(y.shape[0])
     return n
 
@@ -140,8 +140,9 @@ SETTINGS = {
 }
 
 
-def throughput(model_name: str, batch: int, steps: int, bf16: bool, channels_last: bool,
-               compile: bool) -> tuple[float, float]:
+def throughput(
+    model_name: str, batch: int, steps: int, bf16: bool, channels_last: bool, compile: bool
+) -> tuple[float, float]:
     """Training images/s and the first step's loss for one setting."""
     from realfake.models import build_model
 
@@ -251,7 +252,7 @@ def part_inference(args) -> None:
         for batch, repeats in ((1, 50), (256, 5)):
             x = torch.randn(batch, 3, 32, 32)
             with torch.inference_mode():
-                seconds = median_time(lambda x=x: model(x), repeats, warmup=3)
+                seconds = median_time(lambda x=x, m=model: m(x), repeats, warmup=3)
             rates[batch] = (batch / seconds, seconds)
         lines.append(
             f"| {name} | {rates[1][0]:,.0f} | {rates[1][1] * 1000:.1f} ms | {rates[256][0]:,.0f} |"

@@ -15,9 +15,9 @@ EXPECTED_MODELS = {
     *("resnext29_2x64d", "resnext29_4x64d", "resnext29_8x64d", "resnext29_32x4d"),
     *("vgg11", "vgg13", "vgg16", "vgg19"),
 }
-# The three largest nets (≥ 34M parameters or ≥ 2.5 GMACs at 32 px) keep one fast case each,
-# as does VGG's 4096-4096 ImageNet head (picked at 96 px, 102M parameters in its first layer);
-# the rest of their grid runs in the `slow` tier.
+# The three largest nets (≥ 34M parameters) keep one fast case each, as does VGG's 4096-4096
+# ImageNet head (picked at 96 px, 102M parameters in its first layer); the rest of their grid
+# runs in the `slow` tier.
 HEAVY = {"resnet101", "resnext101_32x8d", "resnext29_8x64d"}
 
 

@@ -1,4 +1,4 @@
-"""``realfake data``: inspect a data source, or derive the CIFAR-10 set from CIFAKE."""
+"""``realfake data``: inspect a data source, derive CIFAR-10 from CIFAKE, write perturbed copies."""
 
 from __future__ import annotations
 
@@ -46,6 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cifar.add_argument("dst", help="new or empty destination folder")
     cifar.add_argument("--classes", default=None, help="comma-separated subset, e.g. dog,cat,ship")
     cifar.set_defaults(handler=_cifar10)
+
+    perturb = sub.add_parser(
+        "perturb",
+        help="write a perturbed copy of a data set (JPEG, blur, noise, resize, ...)",
+        description="Decode every image of SRC at its own size, apply one perturbation and write "
+        "it to the same relative path under DST: JPEG bytes at that quality (.jpg) for jpeg:Q, "
+        "lossless PNG (.png, same stem) for every other kind.",
+    )
+    perturb.add_argument("src", help="folder, .zip or .tar of images (any layout)")
+    perturb.add_argument("dst", help="new or empty destination folder")
+    perturb.add_argument(
+        "--perturbation",
+        "-p",
+        required=True,
+        metavar="KIND:LEVEL",
+        help="e.g. jpeg:50, blur:1, noise:0.05, resize:0.5, brightness:0.7, contrast:0.7, crop:0.8",
+    )
+    perturb.add_argument("--seed", type=int, default=0, help="seed of the noise perturbation")
+    perturb.set_defaults(handler=_perturb)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -126,4 +145,16 @@ def _cifar10(args: argparse.Namespace) -> int:
         listed = ", ".join(f"{c} {n:,}" for c, n in per_class.items())
         print(f"{split}: {sum(per_class.values()):,} images ({listed})")
     print(f"wrote {args.dst}")
+    return 0
+
+
+def _perturb(args: argparse.Namespace) -> int:
+    from realfake.robustness.export import perturb_source
+
+    copy = perturb_source(args.src, args.dst, args.perturbation, seed=args.seed)
+    for name, reason in copy.skipped[:20]:
+        print(f"skipped {name}: {reason}")
+    if len(copy.skipped) > 20:
+        print(f"... and {len(copy.skipped) - 20} more skipped")
+    print(f"wrote {copy.written:,} images perturbed by {copy.perturbation} to {copy.destination}")
     return 0

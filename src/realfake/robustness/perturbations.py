@@ -74,7 +74,7 @@ def crop(images: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
 @dataclass(frozen=True)
 class Kind:
     fn: PerturbFn
-    levels: tuple[float, ...]  # the default grid, mildest first
+    levels: tuple[float, ...]  # the default grid, milder levels first
     unit: str  # what the level means, for messages and tables
     low: float  # allowed levels: low < level <= high (low <= level when low_inclusive)
     high: float
@@ -100,8 +100,9 @@ KINDS: dict[str, Kind] = {
     "blur": Kind(blur, (0.5, 1, 2), "Gaussian σ in pixels", 0, math.inf),
     "noise": Kind(noise, (0.02, 0.05, 0.1), "noise σ as a fraction of 255", 0, 1),
     "resize": Kind(resize, (0.75, 0.5), "down-scale factor, then back up", 0, 1, identity=1),
-    "brightness": Kind(brightness, (0.7, 1.3), "brightness factor", 0, math.inf, identity=1,
-                       log_scale=True),
+    # Brightness moves every pixel, so its mild levels are nearer 1 than contrast's.
+    "brightness": Kind(brightness, (0.9, 1.1, 0.7, 1.3), "brightness factor", 0, math.inf,
+                       identity=1, log_scale=True),
     "contrast": Kind(contrast, (0.7, 1.3), "contrast factor", 0, math.inf, identity=1,
                      log_scale=True),
     "crop": Kind(crop, (0.9, 0.8), "kept central fraction of each side, resized back", 0, 1,
@@ -130,7 +131,7 @@ class Perturbation:
 
     @property
     def severity(self) -> float:
-        """Distance of the level from the identity (log ratio for factors); orders a kind's levels."""
+        """Distance of the level from the identity (log ratio for factors): orders the levels."""
         spec = KINDS[self.kind]
         if spec.log_scale:
             return abs(math.log(self.level / spec.identity))

@@ -82,8 +82,9 @@ class TrainerConfig:
         None  # e.g. 0.999; validation and checkpoints use the averaged weights
     )
     deterministic: bool = False
-    limit_train_batches: float | None = None  # fraction (<=1) or number of batches; for smoke tests
-    limit_val_batches: float | None = None
+    # An int is a number of batches, a float a fraction (Lightning's rule); for smoke tests.
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
     log_every_n_steps: int = 10
 
 

@@ -1,0 +1,71 @@
+"""`realfake predict`: label every image of a folder or archive into a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from realfake.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict labels and probabilities for unlabelled images (CSV)",
+        description="Write one CSV row per image file under PATH (folder, .zip, .tar, image "
+        "file): filename, label, label_index (the checkpoint's class order, CIFAKE: 0 = FAKE, "
+        "1 = REAL), prob_<class> per class, and error (empty unless the file could not be "
+        "decoded; such files get a row with the reason and no prediction).",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or .ckpt file")
+    p.add_argument("path", metavar="PATH", help="images to label (any layout; folders ignored)")
+    p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
+    p.add_argument(
+        "--threshold",
+        default=None,
+        metavar="P|frozen",
+        help="binary models: label positive (FAKE for CIFAKE) when its probability >= P; "
+        "'frozen' takes the threshold `realfake evaluate` chose on validation (default: arg-max)",
+    )
+    p.set_defaults(handler=run)
+
+
+def _threshold(value: str | None, checkpoint: str) -> float | None:
+    if value is None:
+        return None
+    if value == "frozen":
+        from realfake.evaluate import saved_threshold
+
+        return saved_threshold(checkpoint)
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = -1.0
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold {value}: expected a probability in [0, 1] or 'frozen'")
+    return threshold
+
+
+def run(args: argparse.Namespace) -> int:
+    from realfake.evaluate import predict, write_predictions
+
+    table = predict(
+        args.checkpoint,
+        args.path,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        threshold=_threshold(args.threshold, args.checkpoint),
+        progress=sys.stderr.isatty(),
+    )
+    path = write_predictions(table, args.out)
+    errors = table["error"] != ""
+    counts = table.loc[~errors, "label"].value_counts()
+    summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+    print(f"wrote {len(table)} rows to {path}: {summary or 'no readable images'}")
+    if errors.any():
+        shown = "; ".join(table.loc[errors, "filename"].head(5))
+        more = f" and {int(errors.sum()) - 5} more" if errors.sum() > 5 else ""
+        print(f"{int(errors.sum())} files could not be read (error rows): {shown}{more}")
+    return 0

@@ -1,0 +1,250 @@
+"""``write_report(run_dir)``: report.md and report.html a person can read, from the run's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from realfake.errors import CheckpointError
+from realfake.evaluate.markup import Cell, Document, Heading, Image, Items, Paragraph, Table
+
+SPLITS = ("train", "val", "test")
+# (caption, file under figures/) in reading order.
+FIGURES = (
+    ("confusion matrix", "confusion_matrix.png"),
+    ("ROC curve", "roc.png"),
+    ("precision-recall curve", "pr.png"),
+    ("reliability diagram", "reliability.png"),
+    ("most confident mistakes", "mistakes.png"),
+)
+
+# (label, dotted config key) of the settings a reader wants at a glance.
+CONFIG_SUMMARY = (
+    ("model", "model.name"),
+    ("dropout (head / blocks)", ("model.dropout", "model.block_dropout")),
+    ("optimiser", "optim.name"),
+    ("learning rate", "optim.lr"),
+    ("weight decay", "optim.weight_decay"),
+    ("schedule", "sched.name"),
+    ("max epochs", "trainer.max_epochs"),
+    ("batch size", "data.batch_size"),
+    ("image size / resize", ("data.image_size", "data.resize")),
+    ("label smoothing", "trainer.label_smoothing"),
+    ("early stopping (enabled / patience)", ("early_stopping.enabled", "early_stopping.patience")),
+    ("augment: flip / crop padding", ("data.augment.flip", "data.augment.crop_padding")),
+    ("seed", "seed"),
+)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _number(value: Any) -> Cell:
+    """Whole numbers as integers (epochs), the rest as they are."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def headline_rows(metrics: dict[str, Any]) -> list[list[Cell]]:
+    """(metric, value, 95% CI) rows of one evaluation's metrics."""
+    ci = metrics.get("ci") or {}
+
+    def interval(name: str) -> str:
+        lo_hi = ci.get(name)
+        return f"{lo_hi[0]:.4f} – {lo_hi[1]:.4f}" if lo_hi else ""
+
+    rows: list[list[Cell]] = [["accuracy", metrics["accuracy"], interval("accuracy")]]
+    if metrics["threshold"] is not None:  # binary: what the threshold changed
+        rows.append(["accuracy (arg-max)", metrics["accuracy_argmax"], ""])
+    rows.append(["balanced accuracy", metrics["balanced_accuracy"], ""])
+    for average in ("macro", "weighted"):
+        for name in ("precision", "recall", "f1"):
+            key = f"{name}_{average}"
+            rows.append([f"{name} ({average})", metrics[key], interval(key)])
+    positive = metrics.get("positive_class")
+    suffix = f" ({positive} positive)" if positive else " (one-vs-rest macro)"
+    rows += [
+        ["ROC-AUC" + suffix, metrics["roc_auc"], ""],
+        ["average precision" + suffix, metrics["average_precision"], ""],
+        ["log loss", metrics["log_loss"], ""],
+        [f"ECE ({metrics['ece_bins']} bins)", metrics["ece"], ""],
+    ]
+    return rows
+
+
+def per_class_rows(metrics: dict[str, Any]) -> list[list[Cell]]:
+    """(class, precision, recall, F1, support, ROC-AUC, AP) rows."""
+    return [
+        [
+            name,
+            m["precision"],
+            m["recall"],
+            m["f1"],
+            m["support"],
+            m["roc_auc"],
+            m["average_precision"],
+        ]
+        for name, m in metrics["per_class"].items()
+    ]
+
+
+PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "AP"]
+
+
+def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
+    m = record["metrics"]
+    threshold = record.get("threshold")
+    doc.add(
+        Items(
+            [
+                ("data", record["data"]),
+                ("images", record["images"]),
+                ("files that failed to decode", record.get("skipped_files", 0)),
+                ("data fingerprint", record.get("data_fingerprint")),
+                (
+                    "decision",
+                    "arg-max"
+                    if threshold is None
+                    else f"P({m['positive_class']}) >= "
+                    f"{threshold:.4f}, {record['threshold_source']}",
+                ),
+                ("flip test-time augmentation", "yes" if record.get("tta") else "no"),
+                ("checkpoint", record["checkpoint"]),
+                ("evaluated", record.get("evaluated_at")),
+            ]
+        ),
+        Table(
+            ["metric", "value", f"{round(100 * m['ci']['level'])}% CI (bootstrap)"],
+            headline_rows(m),
+        ),
+        Table(PER_CLASS_HEADER, per_class_rows(m)),
+        Paragraph("Confusion matrix (rows: true class, columns: predicted class):"),
+        Table(
+            ["true \\ predicted", *m["classes"]],
+            [[c, *row] for c, row in zip(m["classes"], m["confusion_matrix"], strict=True)],
+        ),
+    )
+    for caption, name in FIGURES:
+        if (figures / name).is_file():
+            doc.add(Image(f"figures/{name}", caption))
+
+
+def _summary(
+    cfg: dict[str, Any], data: dict[str, Any], results: dict[str, Any], evaluation: dict[str, Any]
+) -> str:
+    model, source = _get(cfg, "model.name"), data.get("source", "?")
+    if not results:
+        return f"{model} on {source}; training has not finished."
+    text = (
+        f"{model} trained for {results.get('epochs', 0):.0f} epochs on {source} "
+        f"(classes {', '.join(data.get('classes', []))})."
+    )
+    if evaluation:
+        m = evaluation["metrics"]
+        lo, hi = m["ci"]["accuracy"]
+        text += (
+            f" Test accuracy {m['accuracy']:.4f} (95% CI {lo:.4f}–{hi:.4f}), macro F1 "
+            f"{m['f1_macro']:.4f}, on {evaluation['images']} images."
+        )
+    return text
+
+
+def _provenance(manifest: dict[str, Any]) -> Items:
+    data, git = manifest.get("data", {}), manifest.get("git", {})
+    sizes = data.get("sizes", {})
+    commit = (git.get("commit") or "unknown") + (
+        " (uncommitted changes)" if git.get("dirty") else ""
+    )
+    return Items(
+        [
+            ("status", manifest.get("status")),
+            ("started / ended", f"{manifest.get('started')} / {manifest.get('ended')}"),
+            ("git commit", commit),
+            ("data source", data.get("source")),
+            ("data fingerprint", data.get("fingerprint")),
+            ("classes", ", ".join(data.get("classes", []))),
+            ("images train / val / test", " / ".join(str(sizes.get(s, "?")) for s in SPLITS)),
+            ("device", (manifest.get("device") or {}).get("platform")),
+            ("torch", (manifest.get("packages") or {}).get("torch")),
+        ]
+    )
+
+
+def _configuration(cfg: dict[str, Any]) -> Table:
+    rows: list[list[Cell]] = []
+    for label, keys in CONFIG_SUMMARY:
+        names = keys if isinstance(keys, tuple) else (keys,)
+        rows.append([label, " / ".join(str(_get(cfg, k)) for k in names)])
+    return Table(["setting", "value"], rows)
+
+
+def _training(results: dict[str, Any], manifest: dict[str, Any]) -> Table:
+    shown = ("epochs", "best_epoch", "best_val_loss", "best_val_acc", "images_per_s")
+    rows: list[list[Cell]] = [[k, _number(results[k])] for k in shown if k in results]
+    if "train_time_s" in manifest:
+        rows.append(["train_time_s", round(float(manifest["train_time_s"]), 1)])
+    return Table(["figure", "value"], rows)
+
+
+def _other_evaluations(paths: list[Path]) -> Table:
+    rows: list[list[Cell]] = []
+    for path in paths:
+        record = _read_json(path)
+        m = record["metrics"]
+        rows.append(
+            [
+                path.parent.name,
+                record["data"],
+                record["images"],
+                m["accuracy"],
+                m["f1_macro"],
+                m["roc_auc"],
+                record.get("threshold"),
+            ]
+        )
+    header = ["folder", "data", "images", "accuracy", "F1 (macro)", "ROC-AUC", "threshold"]
+    return Table(header, rows)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``report.html`` into a run directory; returns the Markdown path."""
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise CheckpointError(f"{run} is not a realfake run directory: it has no config.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    assert isinstance(cfg, dict)
+    manifest = _read_json(run / "manifest.json")
+    results = _read_json(run / "results.json").get("metrics", {})
+    evaluation = _read_json(run / "metrics.json")
+    doc = Document(f"realfake run {run.name}")
+    doc.add(
+        Paragraph(_summary(cfg, manifest.get("data", {}), results, evaluation)),
+        Heading("Provenance"),
+        _provenance(manifest),
+        Heading("Configuration"),
+        _configuration(cfg),
+        Paragraph("The full resolved configuration is in config.yaml."),
+    )
+    if results:
+        doc.add(Heading("Training"), _training(results, manifest))
+    if (run / "figures" / "learning_curves.png").is_file():
+        doc.add(Image("figures/learning_curves.png", "learning curves"))
+    doc.add(Heading("Test evaluation"))
+    if evaluation:
+        _evaluation(doc, evaluation, run / "figures")
+    else:
+        doc.add(Paragraph(f"Not evaluated yet: run `realfake evaluate {run}`."))
+    others = sorted((run / "evaluations").glob("*/metrics.json"))
+    if others:
+        doc.add(Heading("Other evaluations"), _other_evaluations(others))
+    return doc.write(run / "report.md")

@@ -1,0 +1,81 @@
+"""Grad-CAM overlays for a folder (or archive, or file) of images and a checkpoint."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from realfake.data.augment import normalize
+from realfake.data.loader import load_images
+from realfake.errors import DataError
+from realfake.inference import Predictor
+from realfake.robustness.gradcam import gradcam
+from realfake.robustness.overlay import overlay
+
+
+@dataclass
+class Explained:
+    name: str  # the image's path inside the source
+    predicted: str
+    probability: float  # of the predicted class
+    target: str  # the class the map explains
+    path: Path  # the overlay written
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w.()+-]+", "_", text).strip("_") or "image"
+
+
+def explain(
+    checkpoint: str | Path,
+    images: str | Path,
+    out: str | Path,
+    *,
+    target: str | None = None,
+    size: int = 256,
+    limit: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> list[Explained]:
+    """Write ``out/<path of each image>_<class>_<probability>.png`` overlays; return what was done.
+
+    ``target`` explains one class for every image (default: each image's predicted class).
+    """
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    if target is not None and target not in predictor.classes:
+        raise DataError(f"target class '{target}' is not one of {predictor.classes}")
+    data = load_images(images, predictor.image_size, predictor.resize, labelled=False)
+    split = next(iter(data.splits.values()))
+    n = len(split) if limit is None else min(limit, len(split))
+    if n == 0:
+        raise DataError(f"found no images in {images}")
+    out = Path(out)
+    done: list[Explained] = []
+    for start in range(0, n, batch_size):
+        batch = split.images[start : min(n, start + batch_size)]
+        probs = predictor.predict_proba(batch, batch_size=batch_size)
+        predicted = probs.argmax(1)
+        wanted = (
+            predicted
+            if target is None
+            else torch.full_like(predicted, predictor.classes.index(target))
+        )
+        x = normalize(batch.to(predictor.device), predictor.mean, predictor.std)
+        cams = gradcam(predictor.model, x, wanted, size=(size, size))
+        for i in range(batch.shape[0]):
+            name = split.names[start + i]
+            cls = predictor.classes[int(predicted[i])]
+            p = float(probs[i, predicted[i]])
+            explained = predictor.classes[int(wanted[i])]
+            caption = f"{name}: {cls} {p:.2f}" + (
+                "" if explained == cls else f" (map: {explained})"
+            )
+            stem = Path(name)
+            path = out / stem.parent / f"{_safe(stem.stem)}_{cls}_{p:.2f}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            overlay(batch[i], cams[i], size, caption=caption).save(path)
+            done.append(Explained(name, cls, p, explained, path))
+    return done

@@ -1,0 +1,165 @@
+"""Shortcut audit: does the model read compression, object class or scale instead of content?
+
+Three probes on the test images, with the threshold frozen on clean validation data:
+  - re-encode EVERY image at one JPEG quality. Detectors have been shown to learn the format of
+    their training data instead of generation traces ("Fake or JPEG? Revealing Common Biases in
+    Generated Image Detection Datasets", Grommelt et al. 2024); CIFAKE's classes share quality-75
+    JPEG, so a large change here means the model keys on compression details;
+  - accuracy per CIFAR-10 class (from CIFAKE file names, ``N (k).jpg`` = class k, REAL and FAKE
+    alike): a model that is good only on some objects learnt the objects;
+  - accuracy at other input sizes. Every registered model ends in global pooling, so it accepts
+    any size: the test images are resized (antialiased bilinear) and fed at that size directly,
+    not resized back. Content survives a change of scale; pixel-level traces do not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from realfake.data.augment import jpeg_roundtrip, normalize
+from realfake.data.cifar10 import CIFAR10_CLASSES, cifar10_class
+from realfake.errors import DataError
+from realfake.evaluate.metrics import decide
+from realfake.inference import Predictor
+
+CHUNK = 2048  # images transformed at once
+
+
+@dataclass
+class JpegProbe:
+    quality: int
+    clean_accuracy: float
+    accuracy: float  # after re-encoding every test image at ``quality``
+    changed: float  # fraction of images whose predicted class changed
+
+
+@dataclass
+class ClassRow:
+    cifar10_class: str
+    label: str  # the true class (REAL / FAKE)
+    n: int
+    accuracy: float
+
+
+@dataclass
+class SizeRow:
+    size: int
+    accuracy: float
+    changed: float  # predictions that differ from those at the model's own size
+    note: str = ""
+
+
+@dataclass
+class ShortcutAudit:
+    jpeg: list[JpegProbe]
+    per_class: list[ClassRow]
+    sizes: list[SizeRow]
+    unparsed: int  # test images whose file names carry no CIFAR-10 class
+    clean_accuracy: float
+    threshold: float | None
+    threshold_from: str
+    data: str
+    classes: list[str] = field(default_factory=list)
+
+
+@torch.no_grad()
+def probabilities_any_size(
+    predictor: Predictor, images: torch.Tensor, batch_size: int = 256
+) -> np.ndarray:
+    """Class probabilities of uint8 images of any size (the models pool globally)."""
+    parts = []
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start : start + batch_size].to(predictor.device), predictor.mean,
+                      predictor.std)  # fmt: skip
+        parts.append(predictor.model(x).float().softmax(1).cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, len(predictor.classes)))
+
+
+def per_class_accuracy(
+    names: list[str], labels: np.ndarray, predicted: np.ndarray, classes: list[str]
+) -> tuple[list[ClassRow], int]:
+    """Accuracy per (CIFAR-10 class, true label) from CIFAKE file names; also the unparsed count."""
+    hits: dict[tuple[str, int], list[bool]] = defaultdict(list)
+    unparsed = 0
+    for name, y, p in zip(names, labels.tolist(), predicted.tolist(), strict=True):
+        try:
+            cls = cifar10_class(name.rsplit("/", 1)[-1])
+        except DataError:
+            unparsed += 1
+            continue
+        hits[(cls, y)].append(y == p)
+    rows = [
+        ClassRow(cls, classes[y], len(hits[(cls, y)]), float(np.mean(hits[(cls, y)])))
+        for cls in CIFAR10_CLASSES
+        for y in range(len(classes))
+        if hits.get((cls, y))
+    ]
+    return rows, unparsed
+
+
+def audit_shortcuts(
+    checkpoint: str | Path,
+    data: str | Path | None = None,
+    *,
+    split: str | None = None,
+    jpeg_qualities: tuple[int, ...] = (95, 75, 50),
+    sizes: tuple[int, ...] = (24, 48, 64),
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> ShortcutAudit:
+    """Run the three shortcut probes on ``checkpoint``'s test images (or ``data``)."""
+    from realfake.robustness.evaldata import load_eval_data
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    ev = load_eval_data(predictor, data, split, batch_size)
+    images, labels = ev.test.images, ev.test.labels.numpy()
+    positive = ev.positive
+
+    def predicted_after(transform: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        parts = [np.zeros(0, np.int64)]
+        for s in range(0, images.shape[0], CHUNK):
+            probs = probabilities_any_size(predictor, transform(images[s : s + CHUNK]), batch_size)
+            parts.append(decide(probs, ev.threshold, positive))
+        return np.concatenate(parts)
+
+    clean = predicted_after(lambda x: x)
+    clean_acc = float(np.mean(clean == labels)) if len(labels) else float("nan")
+
+    jpeg = []
+    for q in jpeg_qualities:
+        out = predicted_after(lambda x, q=q: jpeg_roundtrip(x, q))
+        jpeg.append(
+            JpegProbe(q, clean_acc, float(np.mean(out == labels)), float(np.mean(out != clean)))
+        )
+
+    per_class, unparsed = per_class_accuracy(ev.test.names, labels, clean, predictor.classes)
+
+    size_rows = []
+    for size in sizes:
+        try:
+            out = predicted_after(lambda x, z=size: TF.resize(x, [z, z], antialias=True))
+        except RuntimeError as exc:  # a model whose head needs a fixed size
+            size_rows.append(SizeRow(size, float("nan"), float("nan"), str(exc).splitlines()[0]))
+            continue
+        note = "the model's own size" if size == predictor.image_size else ""
+        size_rows.append(
+            SizeRow(size, float(np.mean(out == labels)), float(np.mean(out != clean)), note)
+        )
+    return ShortcutAudit(
+        jpeg=jpeg,
+        per_class=per_class,
+        sizes=size_rows,
+        unparsed=unparsed,
+        clean_accuracy=clean_acc,
+        threshold=ev.threshold,
+        threshold_from=ev.threshold_from,
+        data=ev.where,
+        classes=list(predictor.classes),
+    )

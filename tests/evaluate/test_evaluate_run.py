@@ -1,0 +1,103 @@
+"""evaluate() on a real tiny run: metrics.json, the frozen threshold, figures, report, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realfake.data import embedded_data_path
+from realfake.errors import CheckpointError, DataError
+from realfake.evaluate import evaluate, write_report
+
+FIGURES = ("confusion_matrix", "roc", "precision_recall", "reliability", "mistakes")
+
+
+def test_metrics_json_holds_metrics_threshold_and_provenance(evaluated, tiny_run):
+    record = json.loads((tiny_run / "metrics.json").read_text())
+    m = record["metrics"]
+    assert record["split"] == "test" and record["images"] == 200  # the embedded test split
+    assert record["checkpoint"].endswith("best.ckpt")
+    assert record["data_fingerprint"]
+    # Binary: the threshold was chosen on the run's 100 validation images and frozen here.
+    assert 0.0 <= record["threshold"] <= 1.0
+    assert "validation split (100 images" in record["threshold_source"]
+    assert m["threshold"] == record["threshold"]
+    assert m["classes"] == ["FAKE", "REAL"] and m["positive_class"] == "FAKE"
+    assert sum(map(sum, m["confusion_matrix"])) == 200
+    lo, hi = m["ci"]["accuracy"]
+    assert lo <= m["accuracy"] <= hi
+    assert m == json.loads(json.dumps(evaluated.record["metrics"]))
+
+
+def test_every_figure_is_written_and_not_empty(evaluated, tiny_run):
+    assert set(FIGURES) | {"learning_curves"} == set(evaluated.figures)
+    for name, path in evaluated.figures.items():
+        assert path.is_file() and path.stat().st_size > 5_000, name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert evaluated.figures["learning_curves"] == tiny_run / "figures" / "learning_curves.png"
+
+
+def test_report_names_config_metrics_figures_fingerprint_and_commit(evaluated, tiny_run):
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    md = (tiny_run / "report.md").read_text()
+    html = (tiny_run / "report.html").read_text()
+    accuracy = f"{evaluated.metrics['accuracy']:.4f}"
+    for text in (md, html):
+        assert "fastnet" in text and accuracy in text
+        assert manifest["data"]["fingerprint"] in text
+        assert str(manifest["git"]["commit"] or "unknown") in text
+        for name in ("learning_curves", "confusion_matrix", "roc", "pr", "reliability", "mistakes"):
+            assert f"figures/{name}.png" in text
+    assert html.startswith("<!doctype html>") and "<table>" in html
+    assert write_report(tiny_run) == tiny_run / "report.md"  # refreshes without evaluating
+    with pytest.raises(CheckpointError, match=r"no config\.yaml"):
+        write_report(tiny_run / "checkpoints")
+
+
+def test_any_labelled_folder_is_scored_with_the_frozen_threshold(evaluated, tiny_run, test_folder):
+    with pytest.warns(UserWarning, match="could not be decoded"):
+        other = evaluate(tiny_run, data=test_folder, figures=False, report=False, n_resamples=50)
+    # A plain <class>/<image> folder is used whole; the two broken files are left out.
+    assert other.record["split"] == "all" and other.record["images"] == 200
+    assert other.record["skipped_files"] == 2
+    assert other.out_dir == tiny_run / "evaluations" / "cifake-test-all"
+    assert other.record["threshold"] == evaluated.record["threshold"]
+    # Same images as the run's test split, same model: the same numbers.
+    assert other.metrics["accuracy"] == evaluated.metrics["accuracy"]
+    assert other.metrics["confusion_matrix"] == evaluated.metrics["confusion_matrix"]
+
+
+def test_class_names_that_do_not_match_are_a_clear_error(tiny_run, tmp_path):
+    jpg = next((embedded_data_path() / "test" / "REAL").glob("*.jpg")).read_bytes()
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        (tmp_path / "pets" / name / "x.jpg").write_bytes(jpg)
+    with pytest.raises(DataError) as info:
+        evaluate(tiny_run, data=tmp_path / "pets", figures=False, report=False)
+    message = str(info.value)
+    assert "['cat', 'dog']" in message and "['FAKE', 'REAL']" in message
+
+
+def test_cli_prints_the_table_and_writes_metrics(tiny_run, tmp_path, capsys):
+    from realfake.cli import main
+
+    code = main(
+        [
+            "evaluate",
+            str(tiny_run),
+            "--split",
+            "val",
+            "--out",
+            str(tmp_path / "e"),
+            "--no-figures",
+            "--resamples",
+            "50",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "the run's val split" in out and "accuracy" in out and "confusion matrix" in out
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["images"] == 100
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "neither a checkpoint file nor a run directory" in capsys.readouterr().err
