@@ -1,4 +1,4 @@
-"""The model zoo: ResNet, ResNeXt and VGG as plain `nn.Module`s, built by name."""
+"""The model zoo: ResNet, ResNeXt, VGG and the compact fastnet as plain `nn.Module`s, by name."""
 
 from torch import nn
 
