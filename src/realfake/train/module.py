@@ -49,7 +49,7 @@ class Classifier(L.LightningModule):
         self.hp_config = config
         self.model = model_from_hparams(self.hparams_for_model())
         trainer_cfg = config["trainer"]
-        self.channels_last = bool(trainer_cfg["channels_last"])
+        self.channels_last = trainer_cfg["channels_last"] is not False  # None = auto = on
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.label_smoothing = float(trainer_cfg["label_smoothing"])
