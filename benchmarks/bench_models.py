@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from common import update_section
 from torch import nn
 from torchvision import models as tv
 
@@ -165,17 +166,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def update_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section in `path` (up to the next `## ` heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -216,7 +206,8 @@ def main() -> None:
     section = report(results, args, (load_before, load_after))
     print(section)
     if args.update:
-        update_section(args.update, section)
+        # The section starts with its heading; the shared writer adds the heading itself.
+        update_section(HEADING, section.split("\n", 1)[1], args.update)
 
 
 if __name__ == "__main__":
