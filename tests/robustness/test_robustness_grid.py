@@ -61,9 +61,9 @@ def test_csv_and_heatmap_files(report, tmp_path: Path) -> None:
 
 
 def test_threshold_is_frozen_from_clean_validation(report, tiny_run: Path) -> None:
+    from realfake.evaluate.sources import run_datamodule
     from realfake.evaluate.threshold import choose_threshold
     from realfake.inference import Predictor
-    from realfake.robustness.evaldata import run_datamodule
 
     predictor = Predictor.from_checkpoint(tiny_run)
     val = run_datamodule(predictor).val_split

@@ -91,7 +91,7 @@ def frozen_threshold(
     return threshold, f"chosen on the run's validation split ({len(val)} images, max {name})"
 
 
-def _images(
+def eval_images(
     predictor: Predictor, data: str | Path | None, split: str | None
 ) -> tuple[EvalImages, ImageDataModule | None, str]:
     """The images to score, the run's rebuilt data (for the threshold) or why it is missing."""
@@ -107,7 +107,8 @@ def _images(
         log.warning("threshold 0.5: %s", why)
         return labelled_split(data, predictor, split), None, why
     if data is None:
-        source = predictor.config["data"].get("source")
+        cfg = predictor.config["data"]
+        source = cfg.get("test_source") or cfg.get("source")
         return own_split(dm, split or "test", source), dm, ""
     return labelled_split(data, predictor, split), dm, ""
 
@@ -130,7 +131,7 @@ def evaluate(
     """Score a checkpoint on labelled images (default: its run's test split) and write results."""
     predictor = Predictor.from_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(predictor.checkpoint)
-    images, dm, why_no_data = _images(predictor, data, split)
+    images, dm, why_no_data = eval_images(predictor, data, split)
     threshold, threshold_source = frozen_threshold(
         predictor, dm, why_no_data, criterion, batch_size, tta
     )

@@ -10,12 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realfake.data.datamodule import ImageDataModule
 from realfake.data.loader import ImageSplit
-from realfake.errors import RealfakeError
-from realfake.evaluate.evaluation import frozen_threshold
+from realfake.evaluate.evaluation import eval_images, frozen_threshold
 from realfake.evaluate.metrics import positive_class
-from realfake.evaluate.sources import labelled_split, own_split, run_datamodule
 from realfake.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -42,24 +39,8 @@ def load_eval_data(
     batch_size: int = 256,
 ) -> EvalData:
     """Test images (``data`` or the run's test split) and the threshold frozen on clean val."""
-    dm: ImageDataModule | None = None
-    why = ""
-    try:
-        dm = run_datamodule(predictor)
-    except RealfakeError as exc:
-        if data is None:
-            raise type(exc)(
-                f"cannot rebuild the run's data to find its {split or 'test'} split ({exc}); "
-                "pass labelled test images with --data"
-            ) from exc
-        why = f"the run's data is not readable here: {exc}"
-        log.warning("threshold 0.5: %s", why)
-    if data is None:
-        assert dm is not None
-        cfg = predictor.config["data"]
-        images = own_split(dm, split or "test", cfg.get("test_source") or cfg.get("source"))
-    else:
-        images = labelled_split(data, predictor, split)
+    # The same images and the same frozen threshold as `realfake evaluate` would use.
+    images, dm, why = eval_images(predictor, data, split)
     threshold, threshold_from = frozen_threshold(predictor, dm, why, "accuracy", batch_size, False)
     binary = len(predictor.classes) == 2
     positive = positive_class(predictor.classes) if binary else 1
