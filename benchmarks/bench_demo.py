@@ -47,8 +47,8 @@ def main() -> None:
         "- Recipe: `experiment=demo` (what `make demo` runs): `fastnet` (width 32), SGD Nesterov "
         "lr 0.05, one-cycle, label smoothing 0.1, flip + pad-4 crop, batch 32, 15 epochs on the "
         "900 embedded training images (100 for validation), tested on the 200 embedded test "
-        "images; `trainer.deterministic=true`. Wall time includes data loading and testing, not "
-        "Python start-up (about 5 s more for `make demo`).",
+        "images with flip TTA; `trainer.deterministic=true`. Wall time includes data loading "
+        "and testing, not Python start-up (about 5 s more for `make demo`).",
         "",
         "| seed | wall time | training time | train images/s | test accuracy |",
         "| ---: | ---: | ---: | ---: | ---: |",

@@ -4,6 +4,7 @@
     python benchmarks/bench_speed.py train        # per model: fp32 / bf16 / channels_last / compile
     python benchmarks/bench_speed.py peak         # achieved training FLOP/s over matmul peak
     python benchmarks/bench_speed.py inference    # images/s at batch 1 and 256
+    python benchmarks/bench_speed.py profile --batch 128 --steps 10   # where a step's time goes
 
 Each part prints its table and rewrites its own section of BENCHMARKS.md (``--no-update`` not to).
 """
@@ -135,6 +136,7 @@ SETTINGS = {
     "bf16 autocast": dict(bf16=True, channels_last=False, compile=False),
     "channels_last": dict(bf16=False, channels_last=True, compile=False),
     "compile": dict(bf16=False, channels_last=False, compile=True),
+    "channels_last + compile": dict(bf16=False, channels_last=True, compile=True),
     "bf16 + channels_last": dict(bf16=True, channels_last=True, compile=False),
     "bf16 + channels_last + compile": dict(bf16=True, channels_last=True, compile=True),
 }
@@ -261,6 +263,93 @@ def part_inference(args) -> None:
     report("## Speed: inference on CPU (issue 7)", lines, args)
 
 
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+def part_profile(args) -> None:
+    """Where one training step of the default recipe goes: phases, then the costliest operators."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from realfake.data import DataConfig, ImageDataModule
+    from realfake.models import build_model
+    from realfake.train.config import OptimConfig
+    from realfake.train.optim import build_optimizer
+
+    source = SHARED / "train.tar" if (SHARED / "train.tar").is_file() else None
+    dm = ImageDataModule(DataConfig(source=str(source) if source else None, batch_size=args.batch))
+    dm.setup()
+    dm.trainer = SimpleNamespace(training=True, current_epoch=0)
+    torch.manual_seed(0)
+    model = build_model(args.models[0] if args.models else "fastnet", 2)
+    model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(model, OptimConfig())
+    batches = iter(dm.train_dataloader())
+    totals = dict.fromkeys(PHASES, 0.0)
+
+    def step(timed: bool) -> None:
+        marks = [time.perf_counter()]
+        with record_function("data"):
+            x, y = dm.on_after_batch_transfer(next(batches), 0)
+            x = x.contiguous(memory_format=torch.channels_last)
+        marks.append(time.perf_counter())
+        with record_function("forward"):
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        marks.append(time.perf_counter())
+        with record_function("backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        marks.append(time.perf_counter())
+        with record_function("optimizer"):
+            opt.step()
+        marks.append(time.perf_counter())
+        if timed:
+            for phase, a, b in zip(PHASES, marks, marks[1:], strict=False):
+                totals[phase] += b - a
+
+    for _ in range(3):
+        step(False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            step(True)
+    total = sum(totals.values())
+    per_step = total / args.steps
+    lines = [
+        *header(),
+        f"- One training step of the default recipe's pieces by hand (no Lightning): "
+        f"`ImageDataModule` batch of {args.batch} from "
+        f"{'train.tar' if source else 'the embedded set'} (flip + crop + normalise), "
+        "`fastnet` in channels_last fp32, label-smoothed cross-entropy, SGD-Nesterov with "
+        f"weight decay; {args.steps} profiled steps after 3 warm-up steps "
+        "(`torch.profiler`, CPU). Phase times are wall-clock; operator times are the "
+        "profiler's self CPU time (summed over threads' work as the profiler records it).",
+        "",
+        f"Step: {per_step * 1000:.0f} ms for {args.batch} images "
+        f"({args.batch / per_step:,.0f} img/s under the profiler).",
+        "",
+        "| phase | ms per step | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for phase in PHASES:
+        lines.append(
+            f"| {phase} | {totals[phase] / args.steps * 1000:.1f} | {totals[phase] / total:.1%} |"
+        )
+    events = [e for e in prof.key_averages() if e.key not in PHASES]
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    self_total = sum(e.self_cpu_time_total for e in events)
+    lines += [
+        "",
+        "| operator (top 12 by self CPU time) | calls per step | ms per step | share |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for e in events[:12]:
+        lines.append(
+            f"| `{e.key}` | {e.count / args.steps:.0f} | "
+            f"{e.self_cpu_time_total / args.steps / 1000:.1f} | "
+            f"{e.self_cpu_time_total / self_total:.1%} |"
+        )
+    report("## Speed: profile of a training step (issue 7)", lines, args)
+
+
 def report(heading: str, lines: list[str], args) -> None:
     body = "\n".join(lines)
     print(body)
@@ -270,7 +359,7 @@ def report(heading: str, lines: list[str], args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["datapath", "train", "peak", "inference"])
+    parser.add_argument("part", choices=["datapath", "train", "peak", "inference", "profile"])
     parser.add_argument("--models", nargs="*", help=f"default: {', '.join(MODELS)}")
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--batch", type=int, default=64)
@@ -284,6 +373,7 @@ def main() -> None:
         "train": part_train,
         "peak": part_peak,
         "inference": part_inference,
+        "profile": part_profile,
     }[args.part](args)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from realfake.data import normalize, random_crop, random_flip
-from realfake.data.augment import channel_stats
+from realfake.data.augment import channel_stats, random_flip_crop
 
 
 def _batch(n: int = 256, size: int = 8) -> torch.Tensor:
@@ -57,9 +58,46 @@ def test_global_rng_makes_augmentation_reproducible() -> None:
 
 
 def test_uint8_crop_and_large_padding() -> None:
-    x = torch.randint(0, 256, (4, 3, 4, 4), dtype=torch.uint8)
+    x = torch.randint(1, 256, (64, 3, 4, 4), dtype=torch.uint8)
     y = random_crop(x, 6)  # padding beyond the image: zero padding
     assert y.shape == x.shape and y.dtype == torch.uint8
+    assert bool((y == 0).any())  # some windows fall on the zero border...
+    assert set(y[y > 0].unique().tolist()) <= set(x.unique().tolist())  # ...the rest is x
+
+
+def test_flip_crop_in_one_gather_equals_flipping_padding_and_slicing_each_image() -> None:
+    """The fused gather against the obvious per-image version, with the same random draws."""
+    x8 = torch.randint(0, 256, (32, 3, 10, 7), dtype=torch.uint8)
+    pad = 3
+    torch.manual_seed(11)
+    flips = torch.rand(32) < 0.5  # the draws random_flip_crop makes, in its order
+    dy, dx = torch.randint(0, 2 * pad + 1, (32,)), torch.randint(0, 2 * pad + 1, (32,))
+    expected = []
+    for i in range(32):
+        image = x8[i].float().flip(-1) if flips[i] else x8[i].float()
+        padded = F.pad(image[None], (pad,) * 4, mode="reflect")[0]
+        expected.append(padded[:, dy[i] : dy[i] + 10, dx[i] : dx[i] + 7])
+    expected = torch.stack(expected)
+    for x in (x8, x8.float() / 255):
+        torch.manual_seed(11)
+        fused = random_flip_crop(x, pad)
+        assert fused.dtype == x.dtype
+        scale = 1 if x.dtype == torch.uint8 else 255
+        assert torch.allclose(fused.float() * scale, expected, atol=1e-4)
+        torch.manual_seed(11)  # the same batch as flipping, then cropping
+        assert torch.equal(fused, random_crop(random_flip(x), pad))
+
+
+def test_normalize_of_uint8_equals_normalize_of_unit_floats() -> None:
+    x = torch.randint(0, 256, (8, 3, 5, 5), dtype=torch.uint8)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    ref = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1
+    )
+    assert torch.allclose(normalize(x, mean, std), ref, atol=1e-5)
+    unit = x.float() / 255
+    assert torch.allclose(normalize(unit, mean, std), ref, atol=1e-5)
+    assert torch.equal(unit, x.float() / 255)  # the input is not modified in place
 
 
 def test_normalize_and_channel_stats() -> None:
@@ -71,5 +109,7 @@ def test_normalize_and_channel_stats() -> None:
     assert abs(mean[1] - 0.2) < 1e-9 and std[1] < 1e-5
     out = normalize(x, (0.5, 0.0, 0.5), (0.5, 1.0, 0.5))
     assert out.dtype == torch.float32
-    assert out[0, 0].unique().tolist() == [1.0] and out[9, 0].unique().tolist() == [-1.0]
+    # One fused multiply-add in float32: equal to (x/255 - mean)/std within rounding.
+    assert torch.allclose(out[:5, 0], torch.ones_like(out[:5, 0]), atol=1e-6)
+    assert torch.allclose(out[5:, 0], -torch.ones_like(out[5:, 0]), atol=1e-6)
     assert torch.allclose(out[:, 1], torch.full_like(out[:, 1], 0.2))

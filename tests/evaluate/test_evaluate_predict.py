@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pandas as pd
 import pytest
@@ -56,11 +57,20 @@ def test_flattened_folder_and_tta(tiny_run, test_folder, tmp_path):
     flat.mkdir()
     for path in (test_folder / "FAKE").glob("1*.jpg"):
         (flat / path.name).write_bytes(path.read_bytes())
-    plain = predict(tiny_run, flat)
+    plain = predict(tiny_run, flat, tta=False)
     tta = predict(tiny_run, flat, tta=True)
     assert list(plain["filename"]) == sorted(p.name for p in flat.iterdir())
     assert (plain["error"] == "").all()
     assert not plain["prob_FAKE"].equals(tta["prob_FAKE"])  # the flipped view changes them
+    # Unasked, predict does what the run validated and tested with (trainer.flip_tta, on).
+    assert predict(tiny_run, flat)["prob_FAKE"].equals(tta["prob_FAKE"])
+
+
+def test_evaluate_scores_the_test_split_as_training_did(tiny_run, evaluated):
+    """Same images, same flip TTA (the run's): evaluate's arg-max accuracy is training's."""
+    trained = json.loads((tiny_run / "results.json").read_text())["metrics"]
+    assert evaluated.record["tta"] is True
+    assert evaluated.metrics["accuracy_argmax"] == pytest.approx(trained["test_acc"], abs=1e-9)
 
 
 def test_frozen_threshold_needs_an_evaluation_of_that_checkpoint(tiny_run):

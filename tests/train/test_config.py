@@ -83,3 +83,19 @@ def test_saved_yaml_round_trips(tmp_path):
     path.write_text(C.to_yaml(cfg))
     again = C.load_file(path)
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+
+
+def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
+    from realfake.train.config import to_dict
+    from realfake.train.module import Classifier
+
+    def params(overrides: list[str]) -> int:
+        cfg = to_dict(C.compose(overrides))
+        module = Classifier(config=cfg, classes=["FAKE", "REAL"], mean=[0.5] * 3, std=[0.25] * 3)
+        return sum(p.numel() for p in module.model.parameters())
+
+    assert params(["model.options.width=16"]) < params([]) / 3  # fastnet's width multiplier
+    with pytest.raises(ConfigError, match=r"model\.options\.width.*'resnet18' takes no further"):
+        C.compose(["model=resnet18", "model.options.width=16"])
+    with pytest.raises(ConfigError, match=r"model\.options\.dropout.*model\.dropout"):
+        C.compose(["model.options.dropout=0.5"])

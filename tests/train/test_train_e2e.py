@@ -6,6 +6,7 @@ import csv
 import json
 import math
 
+import lightning as L
 import pytest
 import torch
 
@@ -28,8 +29,19 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+class _EpochCounter(L.Callback):
+    """An extra callback as a sweep's pruner would pass one: sees every epoch's validation."""
+
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
+
+
 def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
-    result = train(compose([*QUICK, f"runs_dir={tmp_path}", "name=r1"]))
+    counter = _EpochCounter()
+    result = train(compose([*QUICK, f"runs_dir={tmp_path}", "name=r1"]), callbacks=[counter])
     run = tmp_path / "r1"
     assert result.run_dir == run
     assert (run / "config.yaml").read_text().startswith("name: r1")
@@ -53,6 +65,7 @@ def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
         assert ckpt["hyper_parameters"]["classes"] == ["FAKE", "REAL"]
     assert 0.0 <= result.metrics["test_acc"] <= 1.0
     assert result.metrics["epochs"] == 2
+    assert counter.val_acc == pytest.approx([float(r["val_acc"]) for r in rows])
     # The predictor rebuilds the network from the checkpoint alone and agrees with the test run.
     predictor = Predictor.from_checkpoint(run)
     assert predictor.classes == ["FAKE", "REAL"]
@@ -104,6 +117,7 @@ def test_test_metrics_come_from_a_real_copy_of_the_best_weights(tmp_path, data_c
                 "early_stopping.mode=max",
                 "optim.lr=2.0",
                 "sched.name=none",
+                "trainer.flip_tta=false",  # the plain loss below is compared with training's
                 f"runs_dir={tmp_path}",
                 "name=best",
             ]

@@ -32,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where metrics.json and figures/ go (default: the run directory for its own test "
         "split, RUN/evaluations/<data>-<split>/ otherwise)",
     )
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the horizontally flipped image (default: as the run was validated, "
+        "trainer.flip_tta)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
     p.add_argument(
         "--threshold-criterion",

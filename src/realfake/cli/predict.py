@@ -20,7 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or .ckpt file")
     p.add_argument("path", metavar="PATH", help="images to label (any layout; folders ignored)")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the horizontally flipped image (default: as the run was validated, "
+        "trainer.flip_tta)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
     p.add_argument(
         "--threshold",

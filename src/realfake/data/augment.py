@@ -26,41 +26,90 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(x/255 - mean) / std per channel, for a uint8 (or [0, 1] float) N×3×H×W batch."""
-    x = to_unit(x)
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    """(x/255 - mean) / std per channel, for a uint8 (or [0, 1] float) N×3×H×W batch.
+
+    One conversion to float, then an in-place multiply and add (scale 1/(255·std), shift
+    -mean/std): one new tensor where ``to_unit`` then ``(x - m) / s`` made three. (A single
+    broadcast ``addcmul`` measured 12× slower than these in-place passes on this CPU.)
+    """
+    unit = 255.0 if x.dtype == torch.uint8 else 1.0
+    shape = (1, -1, 1, 1)
+    mean64 = torch.as_tensor(mean, dtype=torch.float64)
+    std64 = torch.as_tensor(std, dtype=torch.float64)
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    scale = (1.0 / (unit * std64)).to(dtype=dtype, device=x.device).view(shape)
+    shift = (-mean64 / std64).to(dtype=dtype, device=x.device).view(shape)
+    return x.to(dtype, copy=True).mul_(scale).add_(shift)  # copy: never touch the input
+
+
+def random_flip_crop(
+    x: torch.Tensor,
+    padding: int,
+    flip_p: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random horizontal flip and pad-and-crop of a batch of any dtype, in one gather.
+
+    Each image is mirrored left-right with probability ``flip_p``, then shifted by up to
+    ``padding`` pixels in each direction with reflected borders (as airbench: black borders would
+    be an artefact seen only in training batches); padding at least the image size pads zeros.
+    Rather than padding the batch and cutting windows, the source pixel of every output pixel is
+    computed on small N×H and N×W index tensors and the batch is read once, so flipping and
+    cropping uint8 images costs one uint8 pass (the data-path profile in BENCHMARKS.md).
+
+    The random draws are those of flipping then cropping separately (``rand(N)`` for the flips,
+    then ``randint`` for the row and the column offsets), so ``random_crop(random_flip(x), p)``
+    under the same seed gives the same batch. They come from ``generator`` when given (seeded
+    alike, it draws what the global generator would), else from the global generator.
+    """
+    n, c, h, w = x.shape
+    device = x.device
+    g = generator
+    flip = torch.rand(n, device=device, generator=g) < flip_p if flip_p > 0 else None
+    rows = torch.arange(h, device=device).expand(n, h)
+    cols = torch.arange(w, device=device).expand(n, w)
+    valid = None
+    if padding > 0:
+        dy = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=g)
+        dx = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=g)
+        zeros = padding >= min(h, w)  # reflection needs padding < size
+        rows, row_ok = _source(rows + (dy - padding).view(n, 1), h, zeros)
+        cols, col_ok = _source(cols + (dx - padding).view(n, 1), w, zeros)
+        if zeros:
+            valid = (row_ok.view(n, h, 1) & col_ok.view(n, 1, w)).view(n, 1, h * w)
+    if flip is not None:
+        # Mirroring the image before the shift = mirroring the source column after it (the
+        # reflected border is symmetric).
+        cols = torch.where(flip.view(n, 1), w - 1 - cols, cols)
+    if padding <= 0 and flip is None:
+        return x
+    index = (rows.view(n, h, 1) * w + cols.view(n, 1, w)).view(n, 1, h * w).expand(n, c, h * w)
+    out = x.reshape(n, c, h * w).gather(2, index)
+    if valid is not None:
+        out = out.masked_fill_(~valid, 0)
+    return out.view(n, c, h, w)
+
+
+def _source(src: torch.Tensor, size: int, zeros: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """In-range source indices of a padded axis, and where they are real (not zero padding)."""
+    inside = (src >= 0) & (src < size)
+    if zeros:
+        return src.clamp(0, size - 1), inside
+    src = src.abs()  # reflection about 0 and size - 1 (padding < size keeps one bounce enough)
+    return torch.where(src > size - 1, 2 * (size - 1) - src, src), inside
 
 
 def random_flip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability ``p``."""
-    flip = torch.rand(x.shape[0], device=x.device) < p
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return random_flip_crop(x, 0, p)
 
 
 def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
     """Pad by ``padding`` (reflect) and cut an H×W window at a random offset per image.
 
-    Reflection rather than zeros, as in airbench: black borders would be an artefact that
-    appears only in training batches. Equivalent to shifting each image by up to ``padding``
-    pixels in each direction.
+    Equivalent to shifting each image by up to ``padding`` pixels in each direction.
     """
-    if padding <= 0:
-        return x
-    n, c, h, w = x.shape
-    if padding >= min(h, w):  # reflect needs padding < size; zeros are the only choice then
-        padded = F.pad(x, (padding,) * 4)
-    else:
-        padded = F.pad(x, (padding,) * 4, mode="reflect")
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    # One gather for the whole batch: out[i, k, y, x] = padded[i, k, y + dy[i], x + dx[i]].
-    return padded[batch, channel, rows, cols]
+    return random_flip_crop(x, padding, 0.0)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -15,8 +15,7 @@ from realfake.data.augment import (
     channel_stats,
     normalize,
     random_blur,
-    random_crop,
-    random_flip,
+    random_flip_crop,
     random_jpeg,
     random_noise,
     random_resize,
@@ -178,14 +177,26 @@ class ImageDataModule(L.LightningDataModule):
         """Float batch normalised with the train split's per-channel mean and std."""
         return normalize(x_uint8, self.mean, self.std)
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random flip, pad-crop and robust-training degradations of a [0, 1] float batch."""
+    @property
+    def degrades(self) -> bool:
+        """Whether any robust-training degradation is switched on."""
         aug = self.config.augment
-        if aug.flip:
-            x = random_flip(x)
-        if aug.crop_padding > 0:
-            # The padding is specified at 32 px; scale it so 224 px images shift as much.
-            x = random_crop(x, max(1, round(aug.crop_padding * x.shape[-1] / 32)))
+        return any(p > 0 for p in (aug.resize_prob, aug.blur_prob, aug.noise_prob, aug.jpeg_prob))
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random flip, pad-crop and robust-training degradations of a uint8 or [0, 1] batch.
+
+        Flip and crop move pixels only, so they run on the uint8 batch in one gather (drawing
+        from ``generator`` when given); the degradations (off by default) draw from the global
+        generator, need [0, 1] floats and return them.
+        """
+        aug = self.config.augment
+        # The padding is specified at 32 px; scale it so 224 px images shift as much.
+        padding = max(1, round(aug.crop_padding * x.shape[-1] / 32)) if aug.crop_padding else 0
+        x = random_flip_crop(x, padding, 0.5 if aug.flip else 0.0, generator)
+        if not self.degrades:
+            return x
+        x = to_unit(x)
         # The degradations come after flip and crop and draw nothing when switched off, so runs
         # without them keep their random stream. Their order is a camera-to-upload pipeline:
         # resizing, blur, sensor noise, then JPEG compression last (CNNDetection: blur then JPEG).
@@ -200,20 +211,25 @@ class ImageDataModule(L.LightningDataModule):
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
-        x = to_unit(images)
+        x, labels = batch
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
             epoch = trainer.current_epoch
             if epoch != self._aug_epoch:
                 self._aug_epoch, self._aug_batch = epoch, 0
-            # Each batch's augmentation draws from its own seed (seed, epoch, batch), in a forked
-            # RNG: a run resumed at an epoch boundary then flips and crops exactly as an
-            # uninterrupted one, whatever else (DataLoader iterators) consumed the global RNG.
-            devices = [x.device.index or 0] if x.is_cuda else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(batch_seed(self.seed, epoch, self._aug_batch))
-                x = self.augment(x)
+            # Each batch's augmentation draws from its own seed (seed, epoch, batch): a run
+            # resumed at an epoch boundary then flips and crops exactly as an uninterrupted one,
+            # whatever else (DataLoader iterators) consumed the global RNG.
+            seed = batch_seed(self.seed, epoch, self._aug_batch)
+            if self.degrades:  # they draw from the global RNG: seed it inside a fork
+                devices = [x.device.index or 0] if x.is_cuda else []
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(seed)
+                    x = self.augment(x)
+            else:
+                # A private generator seeded alike draws the same flips and crops, without the
+                # cost of saving and restoring the global state (0.15 ms a batch, measured).
+                x = self.augment(x, torch.Generator(device=x.device).manual_seed(seed))
             self._aug_batch += 1
         return self.normalize(x), labels
 

@@ -120,7 +120,7 @@ def evaluate(
     out: str | Path | None = None,
     *,
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool | None = None,
     criterion: str = "accuracy",
     n_resamples: int = 1000,
     seed: int = 0,
@@ -130,6 +130,7 @@ def evaluate(
 ) -> EvalResult:
     """Score a checkpoint on labelled images (default: its run's test split) and write results."""
     predictor = Predictor.from_checkpoint(run_or_ckpt)
+    tta = predictor.resolve_tta(tta)  # None: as the run validated and tested
     run_dir = run_dir_of(predictor.checkpoint)
     images, dm, why_no_data = eval_images(predictor, data, split)
     threshold, threshold_source = frozen_threshold(

@@ -50,7 +50,7 @@ def predict(
     source: str | Path,
     *,
     batch_size: int = 256,
-    tta: bool = False,
+    tta: bool | None = None,
     threshold: float | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -59,6 +59,7 @@ def predict(
     Files that cannot be decoded get a row with the reason in ``error`` and nothing else.
     """
     predictor = Predictor.from_checkpoint(checkpoint)
+    tta = predictor.resolve_tta(tta)  # None: as the run validated and tested
     classes = predictor.classes
     if threshold is not None and len(classes) != 2:
         raise ConfigError(f"a threshold applies to two classes; this model has {len(classes)}")

@@ -58,6 +58,15 @@ class Predictor:
             device=device,
         )
 
+    @property
+    def flip_tta(self) -> bool:
+        """Whether the run validated and tested with flip TTA (older runs: no)."""
+        return bool(self.config.get("trainer", {}).get("flip_tta", False))
+
+    def resolve_tta(self, tta: bool | None) -> bool:
+        """``tta`` as asked, or the run's own choice when None."""
+        return self.flip_tta if tta is None else bool(tta)
+
     @torch.inference_mode()
     def predict_proba(
         self, images: torch.Tensor, batch_size: int = 256, flip_tta: bool = False

@@ -50,11 +50,14 @@ class FastNet(nn.Module):
         block_dropout: float = 0.0,
         zero_init_residual: bool = False,
         width: int = 32,
+        pool: str = "max",
     ) -> None:
         super().__init__()
         check_common(num_classes, in_channels, dropout, block_dropout)
         if width < 1:
             raise ValueError(f"width must be at least 1, got {width}")
+        if pool not in ("max", "avg"):
+            raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
         w = (width, 2 * width, 4 * width, 8 * width)
         layers: list[nn.Module] = []
         if resolve_stem(stem, image_size) == "imagenet":
@@ -75,7 +78,8 @@ class FastNet(nn.Module):
         self.layer3 = nn.Sequential(
             conv_bn(w[2], w[3]), nn.MaxPool2d(2), Residual(w[3], block_dropout)
         )
-        self.pool = nn.AdaptiveMaxPool2d(1)
+        # Global max-pooling as Page's ResNet-9; "avg" averages the evidence over the image.
+        self.pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(dropout_layer(dropout), nn.Linear(w[3], num_classes))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

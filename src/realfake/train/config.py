@@ -31,6 +31,9 @@ class ModelConfig:
     block_dropout: float = 0.0  # inside residual / VGG blocks, as the seeds did
     stem: str | None = None  # "cifar" | "imagenet"; None picks from the image size
     zero_init_residual: bool = False  # last BN of each branch starts at 0 (Goyal et al. 2017)
+    # Further constructor options of the chosen model, e.g. model.options.width=48 for fastnet
+    # (`realfake models list` shows them; an unknown one is an error naming them).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,12 +77,16 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "auto"  # auto | 32-true | bf16-mixed | 16-mixed
-    # None = auto: on. Measured 1.09-1.20x faster training on this CPU for resnet18/fastnet
-    # (BENCHMARKS.md, "training throughput per setting"), and the NHWC layout tensor cores want.
+    # None = auto: on CUDA on (the NHWC layout tensor cores want); on a CPU the faster layout in
+    # a short timing of this model at this batch size. It depends on the model: 1.2-2.1x faster
+    # for fastnet, resnet18, resnext29 but 0.82x for vgg16 here (BENCHMARKS.md, "per setting").
     channels_last: bool | None = None
     compile: bool = False
     gradient_clip_val: float | None = None
     label_smoothing: float = 0.1  # Szegedy et al. 2016; also part of airbench's recipe
+    # Validation and test average the image's and its mirror's probabilities (airbench's TTA);
+    # `realfake evaluate` and `predict` follow the run's choice unless told --tta/--no-tta.
+    flip_tta: bool = True
     ema_decay: float | None = (
         None  # e.g. 0.999; validation and checkpoints use the averaged weights
     )
@@ -205,6 +212,32 @@ def _check_choices(cfg: DictConfig) -> None:
             raise ConfigError(f"bad value for config key '{key}': {value}; it must be > 0")
     if not 0.0 <= cfg.trainer.label_smoothing < 1.0:
         raise ConfigError("bad value for config key 'trainer.label_smoothing': must be in [0, 1)")
+    _check_model_options(cfg)
+
+
+def _check_model_options(cfg: DictConfig) -> None:
+    """``model.options`` must be options the chosen model takes (checked before any run starts)."""
+    options = dict(cfg.model.options or {})
+    if not options:
+        return
+    from realfake.models import ModelError, model_options
+
+    try:
+        accepted = model_options(cfg.model.name)
+    except ModelError as exc:
+        raise ConfigError(f"bad value for config key 'model.name': {exc}") from exc
+    own = {f.name for f in dataclasses.fields(ModelConfig)}
+    fixed = own | {"in_channels", "image_size"}
+    for key in options:
+        if key in fixed:
+            where = f"model.{key}" if key in own else "the data (data.image_size, RGB input)"
+            raise ConfigError(f"config key 'model.options.{key}' is set by {where}, not here")
+        if key not in accepted:
+            extra = sorted(set(accepted) - fixed)
+            raise ConfigError(
+                f"unknown config key 'model.options.{key}': model {cfg.model.name!r} takes "
+                f"{', '.join(extra) if extra else 'no further options'}"
+            )
 
 
 def compose(

@@ -26,6 +26,7 @@ def model_from_hparams(hp: dict[str, Any]) -> nn.Module:
         block_dropout=m["block_dropout"],
         stem=m["stem"],
         zero_init_residual=m["zero_init_residual"],
+        **dict(m.get("options") or {}),  # absent in checkpoints written before it existed
     )
 
 
@@ -49,10 +50,11 @@ class Classifier(L.LightningModule):
         self.hp_config = config
         self.model = model_from_hparams(self.hparams_for_model())
         trainer_cfg = config["trainer"]
-        self.channels_last = trainer_cfg["channels_last"] is not False  # None = auto = on
+        self.channels_last = trainer_cfg["channels_last"] is not False  # train() resolves None
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.label_smoothing = float(trainer_cfg["label_smoothing"])
+        self.flip_tta = bool(trainer_cfg.get("flip_tta", False))
         num_classes = len(classes)
         task = "binary" if num_classes == 2 else "multiclass"
         kwargs = {"task": task} if task == "binary" else {"task": task, "num_classes": num_classes}
@@ -96,7 +98,11 @@ class Classifier(L.LightningModule):
 
     def _eval_step(self, batch, metric: torchmetrics.Metric, prefix: str) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self(x).float()
+        if self.flip_tta:
+            # Mean of the image's and its mirror's probabilities, as the Predictor's flip TTA.
+            probs = (logits.softmax(dim=1) + self(x.flip(-1)).float().softmax(dim=1)) / 2
+            logits = probs.clamp_min(1e-12).log()  # log-probabilities: softmax gives probs back
         loss = F.cross_entropy(logits, y)
         metric(self._metric_input(logits), y)
         bs = x.shape[0]
