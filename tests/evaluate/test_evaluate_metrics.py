@@ -105,3 +105,5 @@ def test_bootstrap_ci_contains_the_estimate_and_is_deterministic():
         assert hi - lo < 0.2  # 400 images: the interval is a few points wide, not vacuous
     assert bootstrap_ci(labels, predicted, 3, n_resamples=500, seed=3) == ci
     assert bootstrap_ci(labels, predicted, 3, n_resamples=500, seed=4) != ci
+    with pytest.raises(ValueError, match="n_resamples=0"):
+        bootstrap_ci(labels, predicted, 3, n_resamples=0)

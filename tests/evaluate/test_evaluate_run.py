@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_report_names_config_metrics_figures_fingerprint_and_commit(evaluated, t
 
 def test_any_labelled_folder_is_scored_with_the_frozen_threshold(evaluated, tiny_run, test_folder):
     with pytest.warns(UserWarning, match="could not be decoded"):
-        other = evaluate(tiny_run, data=test_folder, figures=False, report=False, n_resamples=50)
+        other = evaluate(tiny_run, data=test_folder, figures=False, report=False, n_resamples=0)
     # A plain <class>/<image> folder is used whole; the two broken files are left out.
     assert other.record["split"] == "all" and other.record["images"] == 200
     assert other.record["skipped_files"] == 2
@@ -66,6 +67,18 @@ def test_any_labelled_folder_is_scored_with_the_frozen_threshold(evaluated, tiny
     # Same images as the run's test split, same model: the same numbers.
     assert other.metrics["accuracy"] == evaluated.metrics["accuracy"]
     assert other.metrics["confusion_matrix"] == evaluated.metrics["confusion_matrix"]
+    assert other.metrics["ci"] is None  # n_resamples=0: no interval, nothing else lost
+
+
+def test_zero_resamples_skips_the_interval_and_keeps_the_report(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = evaluate(run, figures=False, n_resamples=0)
+    assert result.metrics["ci"] is None
+    text = result.report.read_text()
+    assert "CI (not computed: 0 resamples)" in text and "Test accuracy" in text
+    with pytest.raises(ValueError, match="n_resamples=-1"):
+        evaluate(run, figures=False, report=False, n_resamples=-1)
 
 
 def test_class_names_that_do_not_match_are_a_clear_error(tiny_run, tmp_path):
@@ -92,12 +105,13 @@ def test_cli_prints_the_table_and_writes_metrics(tiny_run, tmp_path, capsys):
             str(tmp_path / "e"),
             "--no-figures",
             "--resamples",
-            "50",
+            "0",
         ]
     )
     out = capsys.readouterr().out
     assert code == 0
     assert "the run's val split" in out and "accuracy" in out and "confusion matrix" in out
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"]["ci"] is None
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["images"] == 100
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "neither a checkpoint file nor a run directory" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import torch
 
 from realfake.inference import Predictor
 from realfake.train import compose, train
+from realfake.train import config as C
 from realfake.train.checkpoint import load_checkpoint
 
 # A small, fast recipe for tests: few epochs of the default model on part of the embedded data.
@@ -66,12 +67,26 @@ def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
     assert 0.0 <= result.metrics["test_acc"] <= 1.0
     assert result.metrics["epochs"] == 2
     assert counter.val_acc == pytest.approx([float(r["val_acc"]) for r in rows])
+    # Auto channels_last is resolved by timing before training and recorded for a resume.
+    saved = C.load_file(run / "config.yaml")
+    assert saved.trainer.channels_last in (True, False)
+    assert manifest["channels_last"] == saved.trainer.channels_last
     # The predictor rebuilds the network from the checkpoint alone and agrees with the test run.
     predictor = Predictor.from_checkpoint(run)
     assert predictor.classes == ["FAKE", "REAL"]
     probs = predictor.predict_proba(torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
     assert probs.shape == (3, 2)
     assert torch.allclose(probs.sum(1), torch.ones(3))
+
+
+def test_auto_channels_last_times_on_one_cpu_process_only():
+    from realfake.train.run import _pick_channels_last
+
+    one = C.to_object(compose(["trainer.accelerator=cpu", "data.batch_size=8"]))
+    assert _pick_channels_last(one, ["FAKE", "REAL"]) in (True, False)
+    # DDP processes must agree on the parameters' layout: no timing, on.
+    ddp = C.to_object(compose(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]))
+    assert _pick_channels_last(ddp, ["FAKE", "REAL"]) is True
 
 
 def test_existing_run_name_refuses_to_overwrite(tmp_path, data_cache):

@@ -46,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="accuracy",
         help="what the validation threshold maximises: accuracy (default) or Youden's J",
     )
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (1000)")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the 95%% CIs (1000; 0 skips them)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(handler=run)

@@ -22,6 +22,8 @@ def bootstrap_ci(
     """{"accuracy": [lo, hi], "f1_macro": [lo, hi]} from resampling the test images."""
     if not 0 < level < 1:
         raise ValueError(f"level={level} must be in (0, 1)")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples} must be at least 1")
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     p = torch.as_tensor(np.asarray(predicted), dtype=torch.int64)
     n = len(y)

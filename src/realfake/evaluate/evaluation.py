@@ -141,8 +141,12 @@ def evaluate(
     metrics = classification_metrics(probs, labels, predictor.classes, threshold)
     positive = positive_class(predictor.classes) if threshold is not None else 1
     predicted = decide(probs, threshold, positive)
-    ci = bootstrap_ci(labels, predicted, len(predictor.classes), n_resamples, seed, CI_LEVEL)
-    metrics["ci"] = {**ci, "level": CI_LEVEL, "resamples": n_resamples, "seed": seed}
+    if n_resamples < 0:
+        raise ValueError(f"n_resamples={n_resamples}: give 0 (no interval) or more resamples")
+    metrics["ci"] = None  # n_resamples=0: no confidence interval
+    if n_resamples:
+        ci = bootstrap_ci(labels, predicted, len(predictor.classes), n_resamples, seed, CI_LEVEL)
+        metrics["ci"] = {**ci, "level": CI_LEVEL, "resamples": n_resamples, "seed": seed}
 
     out_dir = (
         Path(out) if out is not None else default_out_dir(predictor.checkpoint, data, images.name)

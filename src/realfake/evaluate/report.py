@@ -123,10 +123,7 @@ def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
                 ("evaluated", record.get("evaluated_at")),
             ]
         ),
-        Table(
-            ["metric", "value", f"{round(100 * m['ci']['level'])}% CI (bootstrap)"],
-            headline_rows(m),
-        ),
+        Table(["metric", "value", _ci_header(m.get("ci"))], headline_rows(m)),
         Table(PER_CLASS_HEADER, per_class_rows(m)),
         Paragraph("Confusion matrix (rows: true class, columns: predicted class):"),
         Table(
@@ -137,6 +134,12 @@ def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
     for caption, name in FIGURES:
         if (figures / name).is_file():
             doc.add(Image(f"figures/{name}", caption))
+
+
+def _ci_header(ci: dict[str, Any] | None) -> str:
+    if not ci:
+        return "CI (not computed: 0 resamples)"
+    return f"{round(100 * ci['level'])}% CI (bootstrap, {ci['resamples']} resamples)"
 
 
 def _summary(
@@ -151,9 +154,10 @@ def _summary(
     )
     if evaluation:
         m = evaluation["metrics"]
-        lo, hi = m["ci"]["accuracy"]
+        ci = (m.get("ci") or {}).get("accuracy")
+        interval = f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else ""
         text += (
-            f" Test accuracy {m['accuracy']:.4f} (95% CI {lo:.4f}–{hi:.4f}), macro F1 "
+            f" Test accuracy {m['accuracy']:.4f}{interval}, macro F1 "
             f"{m['f1_macro']:.4f}, on {evaluation['images']} images."
         )
     return text

@@ -22,7 +22,7 @@ from realfake.errors import CheckpointError, ConfigError
 from realfake.train import config as C
 from realfake.train.callbacks import EpochRecorder, PlainProgress, StepSeed
 from realfake.train.checkpoint import load_checkpoint
-from realfake.train.module import Classifier
+from realfake.train.module import Classifier, model_from_hparams
 from realfake.train.rundir import (
     RunDir,
     default_run_name,
@@ -134,7 +134,7 @@ def train(
     dm = ImageDataModule(cfg.data, seed=cfg.seed)
     dm.setup("fit")
     if cfg.trainer.channels_last is None:  # resolved once, then recorded in config.yaml
-        cfg.trainer.channels_last = _pick_channels_last(cfg, dm.num_classes)
+        cfg.trainer.channels_last = _pick_channels_last(cfg, list(dm.classes))
     cfg_dict = C.to_dict(cfg)
     module = Classifier(
         config=cfg_dict,
@@ -234,35 +234,28 @@ def train(
     )
 
 
-def _pick_channels_last(cfg: C.TrainConfig, num_classes: int) -> bool:
+def _pick_channels_last(cfg: C.TrainConfig, classes: list[str]) -> bool:
     """Auto ``channels_last``: on for CUDA; on a CPU whichever layout trains this model faster.
 
     Two timed forward+backward passes per layout on a random batch of the run's size (after one
     warm-up), on a throw-away copy built under a forked RNG so the run's own weights are the
     same whatever is measured. A fraction of a second for fastnet, ~20 s for ResNeXt-29.
+    Several processes (DDP) must agree on the parameters' layout, so they do not time: on.
     """
     t = cfg.trainer
     if t.accelerator not in ("auto", "cpu"):
         return True
     if t.accelerator == "auto" and torch.cuda.is_available():
         return True
-    from realfake.models import build_model
-
-    m = cfg.model
+    several = str(t.devices) not in ("auto", "1") or t.num_nodes > 1 or "ddp" in t.strategy
+    if several or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return True
     size = cfg.data.image_size
+    hparams = {"model": C.to_dict(cfg)["model"], "classes": classes, "image_size": size}
     with torch.random.fork_rng(devices=[]):
-        model = build_model(
-            m.name,
-            num_classes,
-            image_size=size,
-            dropout=m.dropout,
-            block_dropout=m.block_dropout,
-            stem=m.stem,
-            zero_init_residual=m.zero_init_residual,
-            **dict(m.options),
-        )
+        model = model_from_hparams(hparams)
         x = torch.randn(min(cfg.data.batch_size, 128), 3, size, size)
-        y = torch.randint(0, num_classes, (x.shape[0],))
+        y = torch.randint(0, len(classes), (x.shape[0],))
         rates = {}
         for layout in (torch.contiguous_format, torch.channels_last):
             model = model.to(memory_format=layout)
