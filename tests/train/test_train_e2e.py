@@ -79,14 +79,26 @@ def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
     assert torch.allclose(probs.sum(1), torch.ones(3))
 
 
-def test_auto_channels_last_times_on_one_cpu_process_only():
-    from realfake.train.run import _pick_channels_last
+def test_auto_channels_last_times_on_one_cpu_process_only(monkeypatch):
+    from realfake.train import run as run_module
 
+    built = []
+
+    def counting(hparams):  # the timing builds a throw-away model; count it
+        built.append(hparams["model"]["name"])
+        return real(hparams)
+
+    real = run_module.model_from_hparams
+    monkeypatch.setattr(run_module, "model_from_hparams", counting)
     one = C.to_object(compose(["trainer.accelerator=cpu", "data.batch_size=8"]))
-    assert _pick_channels_last(one, ["FAKE", "REAL"]) in (True, False)
+    assert run_module._pick_channels_last(one, ["FAKE", "REAL"]) in (True, False)
+    assert built == ["fastnet"]
     # DDP processes must agree on the parameters' layout: no timing, on.
     ddp = C.to_object(compose(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]))
-    assert _pick_channels_last(ddp, ["FAKE", "REAL"]) is True
+    assert run_module._pick_channels_last(ddp, ["FAKE", "REAL"]) is True
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a process launched by torchrun
+    assert run_module._pick_channels_last(one, ["FAKE", "REAL"]) is True
+    assert built == ["fastnet"]
 
 
 def test_existing_run_name_refuses_to_overwrite(tmp_path, data_cache):

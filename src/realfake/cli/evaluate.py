@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from realfake.cli._common import add_inference_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,14 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where metrics.json and figures/ go (default: the run directory for its own test "
         "split, RUN/evaluations/<data>-<split>/ otherwise)",
     )
-    p.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average with the horizontally flipped image (default: as the run was validated, "
-        "trainer.flip_tta)",
-    )
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
+    add_inference_arguments(p)
     p.add_argument(
         "--threshold-criterion",
         choices=("accuracy", "youden"),

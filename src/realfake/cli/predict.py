@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realfake.cli._common import add_inference_arguments
 from realfake.errors import ConfigError
 
 
@@ -20,14 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or .ckpt file")
     p.add_argument("path", metavar="PATH", help="images to label (any layout; folders ignored)")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
-    p.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average with the horizontally flipped image (default: as the run was validated, "
-        "trainer.flip_tta)",
-    )
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
+    add_inference_arguments(p)
     p.add_argument(
         "--threshold",
         default=None,
