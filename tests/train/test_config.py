@@ -99,3 +99,7 @@ def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
         C.compose(["model=resnet18", "model.options.width=16"])
     with pytest.raises(ConfigError, match=r"model\.options\.dropout.*model\.dropout"):
         C.compose(["model.options.dropout=0.5"])
+    with pytest.raises(ConfigError, match=r"model\.options\.image_size.*set by the data"):
+        C.compose(["model.options.image_size=64"])
+    with pytest.raises(ConfigError, match=r"model\.options\.depth.*'fastnet' takes pool, width"):
+        C.compose(["model.options.depth=3"])

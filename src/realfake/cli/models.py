@@ -51,14 +51,12 @@ def list_models(args: argparse.Namespace) -> int:
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("model.options (default)")
-    common = {"in_channels", "image_size", "stem", "dropout", "block_dropout", "zero_init_residual"}
     for name in models.list_models():
         # On the meta device nothing is allocated or computed: counting all models is instant.
         with torch.device("meta"):
             model = models.build_model(name, args.num_classes, image_size=args.image_size)
         macs = models.count_macs(model, args.image_size)
-        extra = {k: v for k, v in models.model_options(name).items() if k not in common}
-        options = ", ".join(f"{k}={v}" for k, v in extra.items())
+        options = ", ".join(f"{k}={v}" for k, v in models.own_options(name).items())
         table.add_row(name, _si(models.count_params(model)), _si(macs), options)
     Console().print(table)
     return 0

@@ -4,10 +4,12 @@ from torch import nn
 
 from realfake.models import fastnet, resnet, vgg  # noqa: F401  (importing registers the models)
 from realfake.models.registry import (
+    COMMON_OPTIONS,
     ModelError,
     build_model,
     list_models,
     model_options,
+    own_options,
     register_model,
 )
 from realfake.models.summary import ModelSummary, count_macs, count_params, summarize
@@ -22,6 +24,7 @@ def gradcam_target_layer(model: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "COMMON_OPTIONS",
     "ModelError",
     "ModelSummary",
     "build_model",
@@ -30,6 +33,7 @@ __all__ = [
     "gradcam_target_layer",
     "list_models",
     "model_options",
+    "own_options",
     "register_model",
     "summarize",
 ]

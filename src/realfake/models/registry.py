@@ -17,6 +17,12 @@ ModelBuilder = Callable[..., nn.Module]
 
 _BUILDERS: dict[str, ModelBuilder] = {}
 
+# Options every model takes, set by the data (input channels, size) and by the model config's own
+# keys; the rest of a model's options are its own (e.g. fastnet's width), given as model.options.
+COMMON_OPTIONS = frozenset(
+    {"in_channels", "image_size", "stem", "dropout", "block_dropout", "zero_init_residual"}
+)
+
 
 class ModelError(RealfakeError, ValueError):
     """A model name, or an option given to a model, is unknown or impossible."""
@@ -41,6 +47,11 @@ def model_options(name: str) -> dict[str, Any]:
     parameters = list(inspect.signature(_builder(name)).parameters.values())[1:]
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {p.name: p.default for p in parameters if p.kind in named}
+
+
+def own_options(name: str) -> dict[str, Any]:
+    """The options only model `name` takes (not in COMMON_OPTIONS), with their defaults."""
+    return {k: v for k, v in model_options(name).items() if k not in COMMON_OPTIONS}
 
 
 def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:

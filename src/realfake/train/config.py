@@ -220,23 +220,21 @@ def _check_model_options(cfg: DictConfig) -> None:
     options = dict(cfg.model.options or {})
     if not options:
         return
-    from realfake.models import ModelError, model_options
+    from realfake.models import COMMON_OPTIONS, ModelError, own_options
 
     try:
-        accepted = model_options(cfg.model.name)
+        accepted = own_options(cfg.model.name)
     except ModelError as exc:
         raise ConfigError(f"bad value for config key 'model.name': {exc}") from exc
     own = {f.name for f in dataclasses.fields(ModelConfig)}
-    fixed = own | {"in_channels", "image_size"}
     for key in options:
-        if key in fixed:
+        if key in own or key in COMMON_OPTIONS:
             where = f"model.{key}" if key in own else "the data (data.image_size, RGB input)"
             raise ConfigError(f"config key 'model.options.{key}' is set by {where}, not here")
         if key not in accepted:
-            extra = sorted(set(accepted) - fixed)
             raise ConfigError(
                 f"unknown config key 'model.options.{key}': model {cfg.model.name!r} takes "
-                f"{', '.join(extra) if extra else 'no further options'}"
+                f"{', '.join(sorted(accepted)) if accepted else 'no further options'}"
             )
 
 

@@ -158,9 +158,8 @@ def train(
     plain = PlainProgress() if progress == "plain" else None
     sinks = [s for s in (tracker and tracker.log_epoch, plain and plain.print_epoch) if s]
     recorder = EpochRecorder(run.metrics_csv, sinks)
-    extra = callbacks
-    checkpoint, callbacks = _callbacks(cfg, run, progress)
-    callbacks = [recorder, *([plain] if plain else []), *callbacks, *(extra or [])]
+    checkpoint, own = _callbacks(cfg, run, progress)
+    all_callbacks = [recorder, *([plain] if plain else []), *own, *(callbacks or [])]
     es = cfg.early_stopping
 
     t = cfg.trainer
@@ -183,7 +182,7 @@ def train(
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         logger=_loggers(cfg, run) or False,
         enable_progress_bar=progress == "rich",
         enable_model_summary=False,
@@ -237,10 +236,11 @@ def train(
 def _pick_channels_last(cfg: C.TrainConfig, classes: list[str]) -> bool:
     """Auto ``channels_last``: on for CUDA; on a CPU whichever layout trains this model faster.
 
-    Two timed forward+backward passes per layout on a random batch of the run's size (after one
-    warm-up), on a throw-away copy built under a forked RNG so the run's own weights are the
-    same whatever is measured. A fraction of a second for fastnet, ~20 s for ResNeXt-29.
-    Several processes (DDP) must agree on the parameters' layout, so they do not time: on.
+    Two timed forward+backward passes per layout on a random batch of the run's size (at most
+    128; after one warm-up), on a throw-away copy built under a forked RNG so the run's own
+    weights are the same whatever is measured. A fraction of a second for fastnet, ~20 s for
+    ResNeXt-29. Several processes (DDP) must agree on the parameters' layout, so they do not
+    time: on.
     """
     t = cfg.trainer
     if t.accelerator not in ("auto", "cpu"):
