@@ -39,7 +39,7 @@ def main() -> int:
         print(f"skipped: {args.tar} not found (the shared CIFAKE sample is not on this machine)")
         return 0
 
-    from realfake.data import load_images
+    from realfake.data.loader import load_images
     from realfake.data.batches import make_loader
     from realfake.data.build import available_cpus
 

@@ -83,7 +83,8 @@ def train_step_time(model_name: str, batch: int, repeats: int = 5) -> float:
 
 
 def part_datapath(args) -> None:
-    from realfake.data import DataConfig, ImageDataModule
+    from realfake.data.config import DataConfig
+    from realfake.data.datamodule import ImageDataModule
 
     if not (SHARED / "train.tar").is_file():
         print(f"skipped: {SHARED / 'train.tar'} not found")
@@ -270,7 +271,8 @@ def part_profile(args) -> None:
     """Where one training step of the default recipe goes: phases, then the costliest operators."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from realfake.data import DataConfig, ImageDataModule
+    from realfake.data.config import DataConfig
+    from realfake.data.datamodule import ImageDataModule
     from realfake.models import build_model
     from realfake.train.config import OptimConfig
     from realfake.train.optim import build_optimizer

@@ -1,10 +1,24 @@
-"""Shared fixtures: every test decodes into a per-session cache, never the user's ~/.cache."""
+"""Shared fixtures: a per-session decode cache, and one tiny trained run shared by every test."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
+import lightning as L
 import pytest
+
+# The smallest run that still has a val split (threshold), a test split and two epochs (a
+# learning curve): 2 epochs of 2 batches of 32 images. channels_last is fixed, so no timing.
+TINY = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=2",
+    "trainer.channels_last=false",
+    "data.batch_size=32",
+    "logging.mlflow=false",
+    "logging.progress=none",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,3 +40,66 @@ def _quiet_tracking(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """Config overrides of the smallest useful training run."""
+    return list(TINY)
+
+
+class ValAccSeen(L.Callback):
+    """An extra callback as a sweep's pruner would pass one: sees every epoch's validation."""
+
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
+
+
+@pytest.fixture(scope="session")
+def tiny_training(tmp_path_factory, data_cache):
+    """The one training of the session: (TrainResult, the extra callback it ran with).
+
+    Tests read it and evaluate it; a test that changes the run works on a copy (``tiny_copy``).
+    """
+    from realfake.train import compose, train
+
+    runs = tmp_path_factory.mktemp("runs")
+    seen = ValAccSeen()
+    result = train(compose([*TINY, f"runs_dir={runs}", "name=tiny"]), callbacks=[seen])
+    return result, seen
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_training) -> Path:
+    """The run directory of the session's tiny fastnet run on the embedded CIFAKE mini set."""
+    return tiny_training[0].run_dir
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the tiny run, for tests that write into a run directory."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "runs" / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def evaluated(tiny_run):
+    """``evaluate`` of the tiny run on its own test split, figures and report included."""
+    from realfake.evaluate.evaluation import evaluate
+
+    return evaluate(tiny_run, n_resamples=200)
+
+
+@pytest.fixture(scope="session")
+def test_folder(tmp_path_factory) -> Path:
+    """A copy of the embedded test split as <class>/<image>, plus two unreadable files."""
+    from realfake.data.embedded import embedded_data_path
+
+    root = tmp_path_factory.mktemp("folder") / "cifake-test"
+    shutil.copytree(embedded_data_path() / "test", root)
+    good = next((root / "FAKE").glob("*.jpg")).read_bytes()
+    (root / "FAKE" / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    (root / "REAL" / "empty.jpg").write_bytes(b"")
+    return root

@@ -1,12 +1,17 @@
-"""Batch augmentation: shapes kept, flips about half, crops are shifts, global RNG drives it."""
+"""Batch augmentation: shapes kept, flips about half, crops are shifts, seeded RNG drives it."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from realfake.data import normalize, random_crop, random_flip
-from realfake.data.augment import channel_stats, random_flip_crop
+from realfake.data.augment import (
+    channel_stats,
+    normalize,
+    random_crop,
+    random_flip,
+    random_flip_crop,
+)
 
 
 def _batch(n: int = 256, size: int = 8) -> torch.Tensor:
@@ -55,6 +60,16 @@ def test_global_rng_makes_augmentation_reproducible() -> None:
     torch.manual_seed(7)
     b = random_crop(random_flip(x), 2)
     assert torch.equal(a, b)
+
+
+def test_a_generator_draws_what_the_global_generator_would() -> None:
+    x = _batch(32)
+    torch.manual_seed(7)
+    expected = random_flip_crop(x, 2)
+    for _ in range(2):  # the same seed, the same batch
+        assert torch.equal(
+            random_flip_crop(x, 2, generator=torch.Generator().manual_seed(7)), expected
+        )
 
 
 def test_uint8_crop_and_large_padding() -> None:

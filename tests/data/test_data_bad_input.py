@@ -12,7 +12,9 @@ import pytest
 from data_samples import image_bytes, tree_files, write_folder, write_manifest, write_zip
 from PIL import Image
 
-from realfake.data import DataConfig, ImageDataModule, SkippedImagesWarning, load_images
+from realfake.data.config import DataConfig
+from realfake.data.datamodule import ImageDataModule
+from realfake.data.loader import SkippedImagesWarning, load_images
 from realfake.errors import DataError
 
 

@@ -12,8 +12,9 @@ import torch
 from data_samples import image_bytes, tree_files, write_folder, write_tar
 from PIL import Image
 
-from realfake.data import build, decode, load_images
+from realfake.data import build, decode
 from realfake.data.cache import default_cache_dir
+from realfake.data.loader import load_images
 
 
 def _no_decoding(*args: object, **kwargs: object) -> None:

@@ -8,7 +8,7 @@ import pytest
 from data_samples import image_bytes, write_folder, write_zip
 
 from realfake.cli import main
-from realfake.data import embedded_data_path
+from realfake.data.embedded import embedded_data_path
 
 
 def test_info_on_the_embedded_set(capsys: pytest.CaptureFixture[str]) -> None:

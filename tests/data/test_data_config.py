@@ -7,7 +7,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from realfake.data import AugmentConfig, DataConfig
+from realfake.data.config import AugmentConfig, DataConfig
 from realfake.errors import ConfigError
 
 

@@ -14,8 +14,11 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
-from realfake.data import AugmentConfig, DataConfig, ImageDataModule, embedded_data_path, normalize
+from realfake.data.augment import normalize
 from realfake.data.batches import TensorImageDataset, collate_batch
+from realfake.data.config import AugmentConfig, DataConfig
+from realfake.data.datamodule import ImageDataModule
+from realfake.data.embedded import embedded_data_path
 from realfake.errors import DataError
 
 
@@ -27,7 +30,7 @@ def dm(shared_cache: Path) -> ImageDataModule:
 
 
 def test_embedded_splits_and_statistics(dm: ImageDataModule) -> None:
-    assert dm.classes == ["FAKE", "REAL"] and dm.num_classes == 2
+    assert dm.classes == ["FAKE", "REAL"]
     assert dm.train_split is not None and dm.val_split is not None and dm.test_split is not None
     assert (len(dm.train_split), len(dm.val_split), len(dm.test_split)) == (900, 100, 200)
     assert dm.val_split.labels.bincount().tolist() == [50, 50]  # stratified
@@ -168,7 +171,7 @@ def test_drop_test_duplicates(tmp_path: Path) -> None:
     )
     drop.setup()
     assert len(keep.train_split) == 13 and len(drop.train_split) == 12
-    assert drop.dropped_duplicates == 1 and "train/a/leak.png" not in drop.train_split.names
+    assert drop.splits.dropped_duplicates == 1 and "train/a/leak.png" not in drop.train_split.names
 
 
 class _Tiny(L.LightningModule):
@@ -215,7 +218,7 @@ def test_copied_embedded_set_is_an_ordinary_source(tmp_path: Path) -> None:
 
 
 def test_test_source_supplies_the_test_split_from_another_source(tmp_path):
-    from realfake.data import embedded_data_path
+    from realfake.data.embedded import embedded_data_path
 
     cfg = DataConfig(
         source=str(embedded_data_path() / "train"),

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from data_samples import image_bytes, write_folder, write_tar
 
-from realfake.data import CIFAR10_CLASSES, describe_source, export_cifar10, load_images
-from realfake.data.cifar10 import cifar10_class
+from realfake.data.cifar10 import CIFAR10_CLASSES, cifar10_class, export_cifar10
+from realfake.data.info import describe_source
+from realfake.data.loader import load_images
 from realfake.errors import DataError
 
 

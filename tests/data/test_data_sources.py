@@ -17,7 +17,8 @@ from data_samples import (
     write_zip,
 )
 
-from realfake.data import CIFAKE_CLASSES, LoadedData, load_images
+from realfake.data.layout import CIFAKE_CLASSES
+from realfake.data.loader import LoadedData, load_images
 from realfake.errors import DataError
 
 

@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 
 from realfake.data.loader import ImageSplit
-from realfake.evaluate import classification_metrics
 from realfake.evaluate.evaluation import write_figures
 from realfake.evaluate.figures import plot_learning_curves, plot_study_curves
+from realfake.evaluate.metrics import classification_metrics
 from realfake.evaluate.sources import EvalImages
 
 
@@ -27,7 +27,7 @@ def test_three_class_figures_are_written(tmp_path):
     )
     metrics = classification_metrics(probs, labels, classes)
     written = write_figures(
-        tmp_path, EvalImages(split, "synthetic", "all", "", 0), probs, metrics, None
+        tmp_path, EvalImages(split, "synthetic", "all", "", 0), probs, metrics, None, None
     )
     assert set(written) == {
         "confusion_matrix",

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from realfake.evaluate import bootstrap_ci, choose_threshold, classification_metrics
+from realfake.evaluate.bootstrap import bootstrap_ci
+from realfake.evaluate.metrics import classification_metrics
+from realfake.evaluate.threshold import choose_threshold
+from realfake.runs import default_positive_class
 
 
 def _predictions(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,7 +27,10 @@ def _predictions(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndar
 @pytest.mark.parametrize("classes", [["cat", "dog", "ship"], ["FAKE", "REAL"], ["no", "yes"]])
 def test_metrics_equal_scikit_learn(classes):
     probs, labels = _predictions(300, len(classes), seed=len(classes))
-    m = classification_metrics(probs, labels, classes)  # arg-max decisions
+    # The positive class comes from the model spec: FAKE for a detector, else the second class.
+    positive = default_positive_class(classes)
+    index = classes.index(positive) if positive else None
+    m = classification_metrics(probs, labels, classes, positive=index)  # arg-max decisions
     predicted = probs.argmax(1)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted))
     p, r, f, s = skm.precision_recall_fscore_support(labels, predicted)
@@ -41,13 +47,11 @@ def test_metrics_equal_scikit_learn(classes):
     assert m["log_loss"] == pytest.approx(skm.log_loss(labels, probs))
     assert m["confusion_matrix"] == skm.confusion_matrix(labels, predicted).tolist()
     if len(classes) == 2:
-        # FAKE is the detector's positive class; other binary tasks score class 1.
-        positive = classes.index("FAKE") if "FAKE" in classes else 1
-        y = labels == positive
-        assert m["positive_class"] == classes[positive]
-        assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs[:, positive]))
+        y = labels == index
+        assert m["positive_class"] == positive
+        assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs[:, index]))
         assert m["average_precision"] == pytest.approx(
-            skm.average_precision_score(y, probs[:, positive])
+            skm.average_precision_score(y, probs[:, index])
         )
     else:
         assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovr"))
@@ -60,8 +64,8 @@ def test_metrics_equal_scikit_learn(classes):
 def test_binary_threshold_decides_on_the_positive_class():
     probs = np.array([[0.6, 0.4], [0.45, 0.55], [0.3, 0.7], [0.2, 0.8]])
     labels = np.array([0, 0, 1, 1])  # 0 = FAKE (positive), 1 = REAL
-    at_half = classification_metrics(probs, labels, ["FAKE", "REAL"], threshold=0.5)
-    lower = classification_metrics(probs, labels, ["FAKE", "REAL"], threshold=0.4)
+    at_half = classification_metrics(probs, labels, ["FAKE", "REAL"], 0.5, positive=0)
+    lower = classification_metrics(probs, labels, ["FAKE", "REAL"], 0.4, positive=0)
     assert at_half["accuracy"] == 0.75  # the second image (P(FAKE) = 0.45) is called REAL
     assert lower["accuracy"] == 1.0
     assert lower["accuracy_argmax"] == 0.75  # the arg-max figure ignores the threshold

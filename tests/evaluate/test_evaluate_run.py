@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
-from realfake.data import embedded_data_path
+from realfake.data.embedded import embedded_data_path
 from realfake.errors import CheckpointError, DataError
-from realfake.evaluate import evaluate, write_report
+from realfake.evaluate.evaluation import evaluate
+from realfake.evaluate.report import write_report
 
 FIGURES = ("confusion_matrix", "roc", "precision_recall", "reliability", "mistakes")
 

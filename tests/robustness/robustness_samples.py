@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from realfake.data import embedded_data_path
+from realfake.data.embedded import embedded_data_path
 
 
 def embedded_images(split: str, label: str, n: int, skip: int = 0) -> list[Path]:

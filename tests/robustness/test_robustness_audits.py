@@ -17,19 +17,43 @@ from realfake.robustness.leaks import audit_leaks, near_pairs, popcount
 from realfake.robustness.shortcuts import audit_shortcuts
 
 
-def test_shortcut_probes(tiny_run: Path) -> None:
+def test_shortcut_probes(tiny_run: Path, evaluated) -> None:
+    import torchvision.transforms.v2.functional as TF
+
+    from realfake.data.perturbations import jpeg
+    from realfake.evaluate.sources import run_splits
+    from realfake.inference import Predictor
+
     audit = audit_shortcuts(tiny_run, jpeg_qualities=(75, 30), sizes=(24, 48))
+    # The clean probe is evaluate's decision on the same images.
+    assert audit.clean_accuracy == evaluated.metrics["accuracy"]
+    assert audit.threshold == evaluated.record["threshold"]
+    predictor = Predictor.load(tiny_run)
+    test = run_splits(predictor).test
+    labels = test.labels.numpy()
+    clean = predictor.decide(predictor.probabilities(test.images), audit.threshold)
+
+    def expected(images, resize=True):
+        probs = predictor.probabilities(images, resize=resize)
+        predicted = predictor.decide(probs, audit.threshold)
+        return float(np.mean(predicted == labels)), float(np.mean(predicted != clean))
+
     assert [p.quality for p in audit.jpeg] == [75, 30]
-    for probe in audit.jpeg:
-        assert 0 <= probe.accuracy <= 1 and 0 <= probe.changed <= 1
-    # CIFAKE's files are quality 75: re-encoding them at 75 changes almost no pixel.
-    assert audit.jpeg[0].changed <= audit.jpeg[1].changed
+    for probe in audit.jpeg:  # each probe is exactly the re-encoded images' decisions
+        assert (probe.accuracy, probe.changed) == expected(jpeg(test.images, probe.quality))
+    # CIFAKE's files are quality 75: re-encoding them at 75 changes fewer decisions than at 30.
+    assert audit.jpeg[0].changed <= audit.jpeg[1].changed and audit.jpeg[1].changed > 0
     assert [s.size for s in audit.sizes] == [24, 48]
-    assert all(0 <= s.accuracy <= 1 for s in audit.sizes)  # fastnet pools globally
+    for row in audit.sizes:  # fed at that size itself (fastnet pools globally)
+        resized = TF.resize(test.images, [row.size, row.size], antialias=True)
+        assert (row.accuracy, row.changed) == expected(resized, resize=False)
+        assert row.changed > 0
     assert audit.unparsed == 0
     assert {r.cifar10_class for r in audit.per_class} == set(CIFAR10_CLASSES)
     assert sum(r.n for r in audit.per_class) == 200
     assert {r.label for r in audit.per_class} == {"FAKE", "REAL"}
+    hits = sum(r.n * r.accuracy for r in audit.per_class)
+    assert hits == pytest.approx(200 * audit.clean_accuracy)  # the classes partition the test
 
 
 def _brightened_copy(path: Path, target: Path) -> None:

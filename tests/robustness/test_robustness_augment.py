@@ -3,62 +3,117 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from realfake.data import AugmentConfig, DataConfig, ImageDataModule, load_images
 from realfake.data.augment import (
     random_blur,
-    random_crop,
-    random_flip,
+    random_flip_crop,
     random_jpeg,
     random_noise,
     random_resize,
 )
+from realfake.data.config import AugmentConfig, DataConfig
+from realfake.data.datamodule import ImageDataModule, batch_seed
+from realfake.data.loader import load_images
+from realfake.data.perturbations import (
+    Perturbation,
+    blur,
+    jpeg,
+    noise,
+    parse_perturbation,
+    resize,
+)
 from realfake.errors import ConfigError
 
+# name: (the augmentation at p, the shared perturbation, its level draw after the picks)
 AUGMENTS = {
-    "blur": lambda x, p: random_blur(x, p, 1.5),
-    "jpeg": lambda x, p: random_jpeg(x, p, 30, 100),
-    "noise": lambda x, p: random_noise(x, p, 0.1),
-    "resize": lambda x, p: random_resize(x, p, 0.5),
+    "blur": (
+        lambda x, p, g: random_blur(x, p, 2.0, g),
+        blur,
+        lambda g, n: torch.rand(n, generator=g) * 2.0,
+    ),
+    "jpeg": (
+        lambda x, p, g: random_jpeg(x, p, 30, 90, g),
+        jpeg,
+        lambda g, n: torch.randint(30, 91, (n,), generator=g),
+    ),
+    "noise": (
+        lambda x, p, g: random_noise(x, p, 0.1, g),
+        noise,
+        lambda g, n: torch.rand(n, generator=g) * 0.1,
+    ),
+    "resize": (
+        lambda x, p, g: random_resize(x, p, 0.5, g),
+        resize,
+        lambda g, n: 0.5 + 0.5 * torch.rand(n, generator=g),
+    ),
 }
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")
 def batch() -> torch.Tensor:
-    """64 real CIFAKE images as a [0, 1] float batch, as ImageDataModule.augment receives."""
-    return load_images(None, 32).splits["train"].images[:64].float() / 255
+    """16 real CIFAKE images, uint8 N×3×32×32 as ImageDataModule.augment receives them."""
+    return load_images(None, 32).splits["train"].images[:16].clone()
 
 
 def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).abs().flatten(1).amax(1) > 1e-6
+    return (a != b).flatten(1).any(1)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("name", list(AUGMENTS))
+def test_degradation_is_the_shared_perturbation_of_the_picked_images(
+    name: str, p: float, batch: torch.Tensor
+) -> None:
+    augment, shared, draw = AUGMENTS[name]
+    before = batch.clone()
+    out = augment(batch, p, _gen(0))
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    assert torch.equal(batch, before)  # the input is left alone
+    assert torch.equal(augment(batch, p, _gen(0)), out)  # the same seed, the same batch
+    # The draws replayed: which images, then one level per image (noise then draws its noise).
+    g = _gen(0)
+    pick = torch.rand(16, generator=g) < p
+    whole = shared(batch, draw(g, 16), g)
+    assert torch.equal(out, torch.where(pick.view(-1, 1, 1, 1), whole, batch))
+    changed = _changed(out, batch)
+    assert not bool((changed & ~pick).any())
+    if p == 0:
+        assert not bool(changed.any())
+    if p == 1:
+        # Every image is degraded; a weak draw may still leave a uint8 image as it was (σ near
+        # 0, a scale that rounds back to 32 px, a CIFAKE JPEG re-encoded at its own quality).
+        assert int(changed.sum()) >= 14
 
 
 @pytest.mark.parametrize("name", list(AUGMENTS))
-def test_degradation_picks_about_p_of_the_images(name: str, batch: torch.Tensor) -> None:
-    fn = AUGMENTS[name]
-    torch.manual_seed(0)
-    out = fn(batch, 0.5)
-    assert out.shape == batch.shape and out.dtype == batch.dtype
-    assert float(out.min()) >= 0 and float(out.max()) <= 1
-    # Binomial(64, 0.5); a picked image may come out unchanged (σ or shrink drawn near zero).
-    assert 16 <= int(_changed(out, batch).sum()) <= 48
-    torch.manual_seed(0)
-    assert torch.equal(fn(batch, 0.5), out)  # the global RNG drives it
-    assert torch.equal(fn(batch, 0.0), batch)
-    assert int(_changed(fn(batch, 1.0), batch).sum()) >= 56
+def test_random_stream_does_not_depend_on_the_picks(name: str, batch: torch.Tensor) -> None:
+    few, many = _gen(2), _gen(2)
+    augment = AUGMENTS[name][0]
+    augment(batch, 0.1, few)
+    augment(batch, 0.9, many)
+    assert torch.equal(few.get_state(), many.get_state())
 
 
-def test_blur_smooths_and_jpeg_matches_the_codec(batch: torch.Tensor) -> None:
-    torch.manual_seed(1)
-    blurred = random_blur(batch, 1.0, 2.0)
-    # Blur lowers the local variation (differences between neighbouring pixels).
-    grad = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
-    assert grad(blurred) < 0.8 * grad(batch)
-    coded = random_jpeg(batch, 1.0, 90, 90)
-    assert torch.allclose(coded * 255, (coded * 255).round(), atol=1e-3)  # uint8 levels
+def test_training_blur_is_the_grid_blur(batch: torch.Tensor) -> None:
+    """The same function and unit (σ in pixels of the image) for training and the grid."""
+    x = batch[:4]
+    out = random_blur(x, 1.0, 2.0, _gen(3))
+    replay = _gen(3)
+    torch.rand(4, generator=replay)  # the picks
+    sigma = torch.rand(4, generator=replay) * 2.0
+    for i in range(4):
+        assert torch.equal(out[i], Perturbation("blur", float(sigma[i]))(x[i : i + 1])[0])
+    # Training's blur at σ = 1 for every image is the grid's blur:1, pixel for pixel.
+    assert torch.equal(blur(x, torch.ones(4)), parse_perturbation("blur:1")(x))
 
 
 def _module(tmp_cache: Path, **augment: float) -> ImageDataModule:
@@ -66,21 +121,39 @@ def _module(tmp_cache: Path, **augment: float) -> ImageDataModule:
     return ImageDataModule(cfg)
 
 
-def test_datamodule_applies_the_options_and_keeps_old_runs_unchanged(
+def test_datamodule_degrades_after_flip_and_crop_from_one_generator(
     batch: torch.Tensor, data_cache: Path
 ) -> None:
-    plain = _module(data_cache)
-    torch.manual_seed(5)
-    expected = random_crop(random_flip(batch), 4)
-    torch.manual_seed(5)
-    # Switched off (the default), the new options draw nothing: flips and crops as before.
-    assert torch.equal(plain.augment(batch), expected)
-    robust = _module(data_cache, blur_prob=0.5, jpeg_prob=0.5, noise_prob=0.5, resize_prob=0.5)
-    torch.manual_seed(5)
-    out = robust.augment(batch)
-    assert out.shape == batch.shape and out.dtype == torch.float32
-    assert float(out.min()) >= 0 and float(out.max()) <= 1
-    assert int(_changed(out, expected).sum()) > 48  # 1 - 0.5^4 of the images, about 60
+    x = F.interpolate(batch.float(), scale_factor=2, mode="nearest").byte()  # 64 px
+    expected = random_flip_crop(x, 8, 0.5, _gen(5))  # padding 4 at 32 px
+    # Switched off (the default), the degradations draw nothing: flips and crops as before.
+    assert torch.equal(_module(data_cache).augment(x, _gen(5)), expected)
+    options = {"blur_prob": 0.5, "jpeg_prob": 0.5, "noise_prob": 0.5, "resize_prob": 0.5}
+    out = _module(data_cache, **options, blur_sigma_max=1.5).augment(x, _gen(5))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    # The same draws by hand, from the same generator: blur σ in pixels of the 64 px image
+    # (not scaled by 64/32), noise σ and resize factor at their defaults.
+    g = _gen(5)
+    y = random_flip_crop(x, 8, 0.5, g)
+    y = random_jpeg(random_noise(random_blur(random_resize(y, 0.5, 0.5, g), 0.5, 1.5, g),
+                                 0.5, 0.05, g), 0.5, 30, 100, g)  # fmt: skip
+    assert torch.equal(out, y)
+    assert int(_changed(out, expected).sum()) >= 12  # 1 - 0.5^4 of 16 images, about 15
+
+
+def test_training_batches_draw_from_their_own_seed_only(
+    batch: torch.Tensor, data_cache: Path
+) -> None:
+    dm = _module(data_cache, blur_prob=0.5, noise_prob=0.5)
+    dm.normalize = lambda x: x  # type: ignore[method-assign]  # the augmentation alone
+    dm.trainer = SimpleNamespace(training=True, current_epoch=2)  # type: ignore[assignment]
+    state = torch.get_rng_state()
+    first, _ = dm.on_after_batch_transfer((batch, None), 0)
+    second, _ = dm.on_after_batch_transfer((batch, None), 0)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is not touched
+    assert torch.equal(first, dm.augment(batch, _gen(batch_seed(0, 2, 0))))
+    assert torch.equal(second, dm.augment(batch, _gen(batch_seed(0, 2, 1))))
+    assert not torch.equal(first, second)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +182,7 @@ def test_quality_range_must_be_ordered() -> None:
 
 
 def test_robust_experiment_and_study_compose() -> None:
-    from realfake.evaluate.study import load_study
+    from realfake.studies.study import load_study
     from realfake.train import compose
 
     cfg = compose(["experiment=demo", "experiment=robust"])

@@ -11,9 +11,9 @@ from PIL import Image
 from robustness_samples import copy_tree, embedded_images
 
 from realfake.cli import main
+from realfake.data.perturbations import parse_perturbation
+from realfake.explain.gradcam import gradcam
 from realfake.models import build_model
-from realfake.robustness.gradcam import gradcam
-from realfake.robustness.perturbations import parse_perturbation
 
 
 @pytest.mark.parametrize("name", ["fastnet", "resnet18", "vgg11"])

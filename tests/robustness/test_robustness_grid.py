@@ -61,23 +61,30 @@ def test_csv_and_heatmap_files(report, tmp_path: Path) -> None:
 
 
 def test_threshold_is_frozen_from_clean_validation(report, tiny_run: Path) -> None:
-    from realfake.evaluate.sources import run_datamodule
+    from realfake.evaluate.sources import run_splits
     from realfake.evaluate.threshold import choose_threshold
     from realfake.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(tiny_run)
-    val = run_datamodule(predictor).val_split
-    p_fake = predictor.predict_proba(val.images)[:, 0].numpy()
+    predictor = Predictor.load(tiny_run)
+    val = run_splits(predictor).val
+    p_fake = predictor.probabilities(val.images)[:, 0]  # with the run's flip TTA
     assert report.threshold == choose_threshold(val.labels.numpy(), p_fake, 0)
+
+
+def test_every_perturbation_reaches_the_images(report) -> None:
+    # Under-trained as it is, the model ranks blurred, noisy or recompressed images differently:
+    # a grid whose perturbations never applied would repeat the clean row.
+    for row in report.perturbed:
+        assert (row.roc_auc, row.ap) != (report.clean.roc_auc, report.clean.ap), row.perturbation
 
 
 def test_scores_of_a_known_case() -> None:
     labels = np.array([0, 0, 0, 1, 1, 1])  # FAKE = 0 is the positive class
     p_fake = np.array([0.9, 0.8, 0.3, 0.35, 0.2, 0.1])
     probs = np.stack([p_fake, 1 - p_fake], 1)
-    at_half = score(probs, labels, ["FAKE", "REAL"], 0.5)
+    at_half = score(probs, labels, ["FAKE", "REAL"], 0.5, positive=0)
     assert at_half["accuracy"] == pytest.approx(5 / 6) and at_half["f1"] == pytest.approx(0.8)
-    assert score(probs, labels, ["FAKE", "REAL"], 0.85)["accuracy"] == pytest.approx(4 / 6)
+    assert score(probs, labels, ["FAKE", "REAL"], 0.85, 0)["accuracy"] == pytest.approx(4 / 6)
     assert at_half["roc_auc"] == pytest.approx(8 / 9)
     multi = score(np.eye(3)[[0, 1, 2, 1]], np.array([0, 1, 2, 2]), ["a", "b", "c"])
     assert multi["accuracy"] == 0.75 and not math.isnan(multi["roc_auc"])

@@ -86,13 +86,13 @@ def test_saved_yaml_round_trips(tmp_path):
 
 
 def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
+    from realfake.runs import ModelSpec
     from realfake.train.config import to_dict
-    from realfake.train.module import Classifier
 
     def params(overrides: list[str]) -> int:
         cfg = to_dict(C.compose(overrides))
-        module = Classifier(config=cfg, classes=["FAKE", "REAL"], mean=[0.5] * 3, std=[0.25] * 3)
-        return sum(p.numel() for p in module.model.parameters())
+        spec = ModelSpec.from_training_config(cfg, ["FAKE", "REAL"], [0.5] * 3, [0.25] * 3)
+        return sum(p.numel() for p in spec.build_model().parameters())
 
     assert params(["model.options.width=16"]) < params([]) / 3  # fastnet's width multiplier
     with pytest.raises(ConfigError, match=r"model\.options\.width.*'resnet18' takes no further"):

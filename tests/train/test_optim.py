@@ -46,8 +46,8 @@ def _lrs(cfg: SchedConfig, total=100, per_epoch=10, lr=1.0) -> list[float]:
     for _ in range(total):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
-        if sched is not None:
-            sched["scheduler"].step()
+        for entry in sched:
+            entry["scheduler"].step()
     return out
 
 
@@ -76,4 +76,20 @@ def test_step_decays_every_step_size_epochs():
 
 def test_constant_without_warmup_has_no_scheduler():
     opt = torch.optim.SGD(_net().parameters(), lr=1.0)
-    assert build_scheduler(opt, SchedConfig(name="none"), 10, 1) is None
+    assert build_scheduler(opt, SchedConfig(name="none"), 10, 1) == []
+
+
+def test_plateau_warms_up_then_only_the_plateau_lowers_the_rate():
+    opt = torch.optim.SGD(_net().parameters(), lr=1.0)
+    cfg = SchedConfig(name="plateau", warmup_epochs=1, gamma=0.5, plateau_patience=0)
+    warmup, plateau = (entry["scheduler"] for entry in build_scheduler(opt, cfg, 100, 10))
+    rates = []
+    for _ in range(10):  # one epoch of warm-up steps
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        warmup.step()
+    assert rates[0] == pytest.approx(0.1) and rates[-1] == pytest.approx(1.0)
+    plateau.step(1.0)
+    plateau.step(2.0)  # no improvement: the plateau halves the rate
+    warmup.step()  # later steps of the warm-up scheduler leave it alone
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)

@@ -6,23 +6,14 @@ import csv
 import json
 import math
 
-import lightning as L
+import numpy as np
 import pytest
 import torch
 
 from realfake.inference import Predictor
+from realfake.runs import load_checkpoint
 from realfake.train import compose, train
 from realfake.train import config as C
-from realfake.train.checkpoint import load_checkpoint
-
-# A small, fast recipe for tests: few epochs of the default model on part of the embedded data.
-QUICK = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "data.batch_size=64",
-    "logging.mlflow=false",
-    "logging.progress=plain",
-]
 
 
 def _rows(path):
@@ -30,30 +21,18 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
-class _EpochCounter(L.Callback):
-    """An extra callback as a sweep's pruner would pass one: sees every epoch's validation."""
-
-    def __init__(self) -> None:
-        self.val_acc: list[float] = []
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
-
-
-def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
-    counter = _EpochCounter()
-    result = train(compose([*QUICK, f"runs_dir={tmp_path}", "name=r1"]), callbacks=[counter])
-    run = tmp_path / "r1"
-    assert result.run_dir == run
-    assert (run / "config.yaml").read_text().startswith("name: r1")
+def test_run_directory_holds_everything_a_report_needs(tiny_training):
+    result, seen = tiny_training
+    run = result.run_dir
+    assert run.name == "tiny" and result.primary
+    assert (run / "config.yaml").read_text().startswith("name: tiny")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
     assert manifest["data"]["fingerprint"]
     assert manifest["data"]["classes"] == ["FAKE", "REAL"]
-    assert manifest["seed"] == 0
-    assert manifest["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["packages"][
-        "torch"
-    ].startswith(torch.__version__.split("+")[0])
+    assert manifest["data"]["sizes"] == {"train": 900, "val": 100, "test": 200}
+    assert manifest["seed"] == 0 and manifest["world_size"] == 1
+    assert manifest["packages"]["torch"].startswith(torch.__version__.split("+")[0])
     assert {"commit", "dirty"} <= set(manifest["git"])
     assert "started" in manifest and "ended" in manifest
     rows = _rows(run / "metrics.csv")
@@ -61,62 +40,74 @@ def test_run_directory_holds_everything_a_report_needs(tmp_path, data_cache):
     for row in rows:
         for key in ("train_loss", "val_loss", "val_acc", "lr", "images_per_s"):
             assert math.isfinite(float(row[key])), key
+    # The model spec is in every checkpoint and in the run: enough to predict without the config.
+    spec = json.loads((run / "model.json").read_text())
+    assert spec["model"] == "fastnet" and spec["classes"] == ["FAKE", "REAL"]
+    assert spec["positive_class"] == "FAKE" and spec["flip_tta"] is True
     for name in ("best.ckpt", "last.ckpt"):
         ckpt = load_checkpoint(run / "checkpoints" / name)  # weights_only=True inside
-        assert ckpt["hyper_parameters"]["classes"] == ["FAKE", "REAL"]
-    assert 0.0 <= result.metrics["test_acc"] <= 1.0
+        assert ckpt["model_spec"] == {**spec, "threshold": None}
     assert result.metrics["epochs"] == 2
-    assert counter.val_acc == pytest.approx([float(r["val_acc"]) for r in rows])
-    # Auto channels_last is resolved by timing before training and recorded for a resume.
-    saved = C.load_file(run / "config.yaml")
-    assert saved.trainer.channels_last in (True, False)
-    assert manifest["channels_last"] == saved.trainer.channels_last
-    # The predictor rebuilds the network from the checkpoint alone and agrees with the test run.
-    predictor = Predictor.from_checkpoint(run)
-    assert predictor.classes == ["FAKE", "REAL"]
-    probs = predictor.predict_proba(torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
-    assert probs.shape == (3, 2)
-    assert torch.allclose(probs.sum(1), torch.ones(3))
+    assert (
+        result.metrics["test_acc"]
+        == json.loads((run / "results.json").read_text())["metrics"]["test_acc"]
+    )
+    # An extra callback (a sweep's pruner) sees each epoch's validation as recorded.
+    assert seen.val_acc == pytest.approx([float(r["val_acc"]) for r in rows])
+    # The predictor rebuilds the network from the checkpoint alone.
+    predictor = Predictor.load(run)
+    assert predictor.classes == ["FAKE", "REAL"] and predictor.positive == 0
+    probs = predictor.probabilities(torch.zeros(3, 3, 32, 32, dtype=torch.uint8))
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
 
 
 def test_auto_channels_last_times_on_one_cpu_process_only(monkeypatch):
+    from realfake.runs import ModelSpec
     from realfake.train import run as run_module
 
     built = []
+    real = ModelSpec.build_model
 
-    def counting(hparams):  # the timing builds a throw-away model; count it
-        built.append(hparams["model"]["name"])
-        return real(hparams)
+    def counting(self):  # the timing builds a throw-away model; count it
+        built.append(self.model)
+        return real(self)
 
-    real = run_module.model_from_hparams
-    monkeypatch.setattr(run_module, "model_from_hparams", counting)
-    one = C.to_object(compose(["trainer.accelerator=cpu", "data.batch_size=8"]))
-    assert run_module._pick_channels_last(one, ["FAKE", "REAL"]) in (True, False)
+    monkeypatch.setattr(ModelSpec, "build_model", counting)
+
+    def pick(overrides):
+        cfg = C.to_object(compose(overrides))
+        spec = ModelSpec.from_training_config(
+            C.to_dict(cfg), ["FAKE", "REAL"], [0.5] * 3, [0.2] * 3
+        )
+        trainer = run_module.build_trainer(cfg)
+        return run_module.pick_channels_last(cfg, spec, trainer)
+
+    assert pick(["trainer.accelerator=cpu", "data.batch_size=8"]) in (True, False)
     assert built == ["fastnet"]
     # DDP processes must agree on the parameters' layout: no timing, on.
-    ddp = C.to_object(compose(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]))
-    assert run_module._pick_channels_last(ddp, ["FAKE", "REAL"]) is True
-    monkeypatch.setenv("WORLD_SIZE", "2")  # a process launched by torchrun
-    assert run_module._pick_channels_last(one, ["FAKE", "REAL"]) is True
+    assert pick(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]) is True
     assert built == ["fastnet"]
 
 
-def test_existing_run_name_refuses_to_overwrite(tmp_path, data_cache):
-    train(compose([*QUICK, "trainer.max_epochs=1", f"runs_dir={tmp_path}", "name=same"]))
+def test_existing_run_name_refuses_to_overwrite(tiny_run, tiny_overrides):
     from realfake.errors import CheckpointError
 
+    before = (tiny_run / "checkpoints" / "best.ckpt").read_bytes()
     with pytest.raises(CheckpointError, match="--resume"):
-        train(compose([*QUICK, "trainer.max_epochs=1", f"runs_dir={tmp_path}", "name=same"]))
+        train(compose([*tiny_overrides, f"runs_dir={tiny_run.parent}", "name=tiny"]))
+    assert (tiny_run / "checkpoints" / "best.ckpt").read_bytes() == before
 
 
-def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, data_cache):
+def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, tiny_overrides):
     # min_delta=1.0 means no epoch can ever improve val/acc enough, so with patience 1 training
     # stops after the second epoch although six were allowed.
     result = train(
         compose(
             [
-                *QUICK,
+                *tiny_overrides,
                 "trainer.max_epochs=6",
+                "trainer.limit_train_batches=1",
+                "evaluate_test=false",
                 "early_stopping.enabled=true",
                 "early_stopping.patience=1",
                 "early_stopping.monitor=val/acc",
@@ -130,26 +121,48 @@ def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, data_cache):
     assert result.metrics["epochs"] == 2
 
 
-def test_test_metrics_come_from_a_real_copy_of_the_best_weights(tmp_path, data_cache):
-    from realfake.data import DataConfig, ImageDataModule, normalize
+def test_a_second_train_call_in_one_process_is_a_complete_independent_run(
+    tiny_training, tmp_path, tiny_overrides
+):
+    """A sweep calls train() many times in one process: nothing may leak between calls.
 
-    # "Best" is the epoch with the HIGHEST validation loss: with a learning rate this large that
-    # is the first epoch, so best and last weights differ and we can tell which one was tested.
+    The second run also tests the best weights, not the last: "best" is the epoch with the
+    HIGHEST validation loss, which as the model learns is an early one.
+    """
+    import logging
+    import warnings
+
+    from realfake.data.config import DataConfig
+    from realfake.data.datamodule import ImageDataModule
+
+    first, _ = tiny_training
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level, filters = banner.level, list(warnings.filters)
     result = train(
         compose(
             [
-                *QUICK,
+                *tiny_overrides,
                 "trainer.max_epochs=3",
                 "early_stopping.monitor=val/loss",
                 "early_stopping.mode=max",
-                "optim.lr=2.0",
+                "optim.lr=0.05",
                 "sched.name=none",
-                "trainer.flip_tta=false",  # the plain loss below is compared with training's
+                "data.batch_size=64",
+                "trainer.limit_train_batches=3",
+                "seed=1",
                 f"runs_dir={tmp_path}",
-                "name=best",
             ]
         )
     )
+    # Its own directory, named from its own config, with its own figures.
+    assert result.run_dir.parent == tmp_path and result.run_dir.name.startswith("fastnet-")
+    assert result.run_dir != first.run_dir
+    assert json.loads((result.run_dir / "manifest.json").read_text())["seed"] == 1
+    assert len(result.history) == 3 and len(first.history) == 2
+    assert _rows(first.run_dir / "metrics.csv")[-1]["epoch"] == "1"  # the first run untouched
+    # Nothing process-wide changed: Lightning's log level and the warning filters are as before.
+    assert banner.level == level and warnings.filters == filters
+
     history = result.history
     best_epoch = max(range(len(history)), key=lambda i: history[i]["val_loss"])
     assert best_epoch < len(history) - 1
@@ -159,17 +172,17 @@ def test_test_metrics_come_from_a_real_copy_of_the_best_weights(tmp_path, data_c
     assert any(not torch.equal(v, last["state_dict"][k]) for k, v in best["state_dict"].items())
 
     dm = ImageDataModule(DataConfig(), seed=0)
-    dm.setup()
+    test = dm.test_split
 
-    def test_loss(ckpt) -> torch.Tensor:
-        predictor = Predictor.from_checkpoint(ckpt)
-        with torch.no_grad():
-            logits = predictor.model(normalize(dm.test_split.images, predictor.mean, predictor.std))
-        return torch.nn.functional.cross_entropy(logits, dm.test_split.labels)
+    def test_loss(ckpt) -> float:
+        predictor = Predictor.load(ckpt)
+        probs = predictor.probabilities(test.images)  # with the run's flip TTA, as the test
+        picked = probs[np.arange(len(test)), test.labels.numpy()]
+        return float(-np.log(np.maximum(picked, 1e-12)).mean())  # clamped as the test step
 
     reported = result.metrics["test_loss"]
-    assert test_loss(result.best_checkpoint).item() == pytest.approx(reported, rel=1e-3)
-    assert test_loss(result.last_checkpoint).item() != pytest.approx(reported, rel=1e-3)
+    assert test_loss(result.best_checkpoint) == pytest.approx(reported, rel=1e-4)
+    assert test_loss(result.last_checkpoint) != pytest.approx(reported, rel=1e-4)
 
 
 # Measured with this recipe (the `make demo` one, seed 0, deterministic): 89.0% test accuracy
@@ -196,10 +209,12 @@ def test_demo_recipe_learns_far_above_chance(tmp_path, data_cache):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_trains_one_epoch(tmp_path, data_cache):
+def test_ddp_on_two_cpu_processes_reports_what_one_process_evaluates(tmp_path, data_cache):
     import os
     import subprocess
     import sys
+
+    from realfake.evaluate.evaluation import evaluate
 
     env = {**os.environ, "REALFAKE_CACHE": str(data_cache)}
     args = [
@@ -208,10 +223,12 @@ def test_ddp_on_two_cpu_processes_trains_one_epoch(tmp_path, data_cache):
         "trainer.strategy=ddp",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=4",
+        "data.batch_size=32",
+        # An eval batch that does not divide the splits: shards of unequal length.
+        "data.eval_batch_size=48",
         "logging.mlflow=false",
         "logging.progress=plain",
         f"runs_dir={tmp_path}",
-        "name=ddp",
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "realfake", "train", *args],
@@ -221,11 +238,21 @@ def test_ddp_on_two_cpu_processes_trains_one_epoch(tmp_path, data_cache):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
-    assert manifest["status"] == "finished"
-    rows = _rows(tmp_path / "ddp" / "metrics.csv")
-    assert len(rows) == 1
-    assert manifest["world_size"] == 2
-    # Both ranks agreed on one run directory (the children inherit the parent's run name).
-    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
-    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").exists()
+    # Both processes agreed on one run directory (a default name, from the first process).
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("fastnet-")
+    run = runs[0]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["world_size"] == 2
+    assert len(_rows(run / "metrics.csv")) == 1
+    assert proc.stdout.count("test acc") == 1  # one report, from the first process
+    # The test figures cover the whole split once: exactly a one-process evaluation's.
+    reported = json.loads((run / "results.json").read_text())["metrics"]
+    single = evaluate(run, n_resamples=0, figures=False, report=False).metrics
+    assert reported["test_acc"] == pytest.approx(single["accuracy_argmax"], abs=1e-6)
+    assert reported["test_loss"] == pytest.approx(single["log_loss"], rel=1e-4)
+    # Validation too: every one of the 100 validation images once, none twice.
+    val = evaluate(run, split="val", out=tmp_path.parent / "val", n_resamples=0, figures=False)
+    assert float(_rows(run / "metrics.csv")[0]["val_acc"]) == pytest.approx(
+        val.metrics["accuracy_argmax"], abs=1e-6
+    )

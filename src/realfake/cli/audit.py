@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from realfake.cli.robustness import add_data_arguments, console, fmt, run_dir_of, table
+from realfake.cli._common import output_root
+from realfake.cli.robustness import add_data_arguments, console, fmt, table
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -69,6 +70,7 @@ def _shortcuts(args: argparse.Namespace) -> int:
         jpeg_qualities=args.jpeg_quality,
         sizes=args.sizes,
         batch_size=args.batch_size,
+        tta=args.tta,
         device=args.device,
     )
     screen = console()
@@ -94,7 +96,7 @@ def _shortcuts(args: argparse.Namespace) -> int:
         screen.print(table("accuracy per CIFAR-10 class", ["class", *labels, "images"], rows))
     if audit.unparsed:
         screen.print(f"{audit.unparsed:,} test images have no CIFAR-10 class in their name")
-    out = Path(args.out) if args.out else run_dir_of(args.checkpoint) / "audit"
+    out = Path(args.out) if args.out else output_root(args.checkpoint) / "audit"
     write_csv([vars(p) for p in audit.jpeg], out / "shortcuts_jpeg.csv")
     write_csv([vars(s) for s in audit.sizes], out / "shortcuts_sizes.csv")
     if audit.per_class:

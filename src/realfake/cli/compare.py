@@ -45,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if len(study) > 1 or (study and runs):
         raise ConfigError("give either one study=NAME (with overrides) or run directories")
     if study:
-        from realfake.evaluate import run_study
+        from realfake.studies.study import run_study
 
         result = run_study(study[0], args.seeds, overrides, args.out or "studies")
     else:
         if overrides or args.seeds != 1:
             given = overrides or [f"--seeds {args.seeds}"]
             raise ConfigError(f"{given} only apply to a study (study=NAME), not to finished runs")
-        from realfake.evaluate import compare
+        from realfake.studies.comparison import compare
 
         result = compare(runs, args.out, reevaluate=args.reevaluate)
     print_table(result.out_dir / "table.md")

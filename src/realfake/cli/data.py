@@ -149,7 +149,7 @@ def _cifar10(args: argparse.Namespace) -> int:
 
 
 def _perturb(args: argparse.Namespace) -> int:
-    from realfake.robustness.export import perturb_source
+    from realfake.data.perturbed_copy import perturb_source
 
     copy = perturb_source(args.src, args.dst, args.perturbation, seed=args.seed)
     for name, reason in copy.skipped[:20]:

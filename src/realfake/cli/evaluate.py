@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realfake.evaluate import evaluate
+    from realfake.evaluate.evaluation import evaluate
 
     result = evaluate(
         args.run,

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from realfake.robustness.explain import explain
+    from realfake.explain.explain import explain
 
     done = explain(
         args.checkpoint,

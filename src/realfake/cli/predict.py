@@ -32,13 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _threshold(value: str | None, checkpoint: str) -> float | None:
+def _threshold(value: str | None, predictor, tta: bool | None) -> float | None:
     if value is None:
         return None
     if value == "frozen":
-        from realfake.evaluate import saved_threshold
-
-        return saved_threshold(checkpoint)
+        return predictor.frozen_threshold(tta)
     try:
         threshold = float(value)
     except ValueError:
@@ -49,14 +47,16 @@ def _threshold(value: str | None, checkpoint: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realfake.evaluate import predict, write_predictions
+    from realfake.inference import Predictor
+    from realfake.inference.table import prediction_table, write_predictions
 
-    table = predict(
-        args.checkpoint,
+    predictor = Predictor.load(args.checkpoint)
+    table = prediction_table(
+        predictor,
         args.path,
         batch_size=args.batch_size,
         tta=args.tta,
-        threshold=_threshold(args.threshold, args.checkpoint),
+        threshold=_threshold(args.threshold, predictor, args.tta),
         progress=sys.stderr.isatty(),
     )
     path = write_predictions(table, args.out)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from realfake.cli._common import add_inference_arguments, output_root
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data, --split, --batch-size and --device, shared by the audit commands."""
+    """--data, --split, --tta, --batch-size and --device, shared by the audit commands."""
     parser.add_argument(
         "--data",
         default=None,
@@ -58,16 +60,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", default=None, help="split of --data to use (default: test, or its only split)"
     )
-    parser.add_argument("--batch-size", type=int, default=256)
+    add_inference_arguments(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
-
-
-def run_dir_of(checkpoint: str | Path) -> Path:
-    """The run directory a checkpoint reference belongs to."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        return path
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -136,9 +130,10 @@ def _robustness(args: argparse.Namespace) -> int:
             split=args.split,
             seed=args.seed,
             batch_size=args.batch_size,
+            tta=args.tta,
             device=args.device,
         )
-        run = run_dir_of(ref)
+        run = output_root(ref)
         label = run.name if run.name not in reports else f"{run.name}-{len(reports) + 1}"
         reports[label] = report
         if args.out is None:

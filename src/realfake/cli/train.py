@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--resume continues the run's saved config; drop the overrides {extra}"
             )
     result = train(cfg, resume=resume)
-    print_result(result)
+    if result.primary:  # the other processes of a DDP run have nothing of their own to say
+        print_result(result)
     return 0
 
 

@@ -1,35 +1,29 @@
 """Whole-batch augmentation and normalisation on the model's device (no per-image Python).
 
 The robust-training degradations (blur, noise, down-and-up resizing, JPEG) follow CNNDetection
-(Wang et al., CVPR 2020), where blur and JPEG augmentation made detectors survive post-processing;
-JPEG alone needs a codec, so the picked images make one round trip through uint8 on the CPU.
+(Wang et al., CVPR 2020), where blur and JPEG augmentation made detectors survive post-processing.
+They apply the robustness grid's perturbations (``realfake.data.perturbations``, whose ``KINDS``
+give the units of every level) to uint8 batches, at a level drawn per image; JPEG alone needs a
+codec, so the picked images make one round trip through the CPU.
 
-Random draws use torch's global generator of ``x.device`` so that the trainer's per-epoch
-seeding makes them reproducible; every tensor is created on ``x.device``.
+Random draws come from the ``generator`` argument when given (on ``x.device``), else from torch's
+global generator of ``x.device``; every tensor is created on ``x.device``.
 """
 
 from __future__ import annotations
 
-import io
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [0, 1]; floats are assumed to be in [0, 1] already."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+from realfake.data.perturbations import blur, jpeg, noise, resize
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(x/255 - mean) / std per channel, for a uint8 (or [0, 1] float) N×3×H×W batch.
 
     One conversion to float, then an in-place multiply and add (scale 1/(255·std), shift
-    -mean/std): one new tensor where ``to_unit`` then ``(x - m) / s`` made three. (A single
+    -mean/std): one new tensor where ``x / 255`` then ``(x - m) / s`` make three. (A single
     broadcast ``addcmul`` measured 12× slower than these in-place passes on this CPU.)
     """
     unit = 255.0 if x.dtype == torch.uint8 else 1.0
@@ -131,116 +125,80 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-# Robust-training degradations. Each picks images with probability ``p`` and draws its strength
-# per image, always drawing for the whole batch so that the random stream (and hence a resumed
-# run) does not depend on which images were picked.
+# Robust-training degradations of uint8 batches. Each picks images with probability ``p`` and
+# draws a level per image, always for the whole batch, so that the random stream (and hence a
+# resumed run) does not depend on which images were picked. The levels are in the units of the
+# perturbation's KINDS entry.
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float -> uint8 [0, 255], rounded to the nearest level."""
-    return x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+def _pick(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Which images to degrade: a boolean per image, True with probability ``p``."""
+    return torch.rand(x.shape[0], device=x.device, generator=generator) < p
 
 
-def jpeg_roundtrip(images: torch.Tensor, quality: int | Sequence[int]) -> torch.Tensor:
-    """Encode and decode uint8 N×3×H×W images as JPEG at ``quality`` (one, or one per image).
-
-    Pillow's libjpeg encoder with its defaults (4:2:0, IJG tables): how CIFAKE's files were
-    written. (torchvision.io gives the same bytes twice as fast but is deprecated since 0.29.)
-    """
-    n = images.shape[0]
-    qualities = [int(quality)] * n if isinstance(quality, int) else [int(q) for q in quality]
-    if len(qualities) != n:
-        raise ValueError(f"got {len(qualities)} JPEG qualities for {n} images")
-    pixels = images.cpu().permute(0, 2, 3, 1).numpy()
-    out = np.empty_like(pixels)
-    for i, (image, q) in enumerate(zip(pixels, qualities, strict=True)):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, "JPEG", quality=q)
-        with Image.open(buffer) as decoded:
-            out[i] = np.asarray(decoded.convert("RGB"))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(images.device)
-
-
-def random_jpeg(
-    x: torch.Tensor, p: float, quality_min: int, quality_max: int = 100
+def _uniform(
+    x: torch.Tensor, low: float, high: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """JPEG-compress each image of a [0, 1] batch with probability ``p``, quality ~ U{min..max}."""
-    n = x.shape[0]
-    pick = torch.rand(n, device=x.device) < p
-    quality = torch.randint(quality_min, quality_max + 1, (n,), device=x.device)
+    """One level per image, uniform in [low, high)."""
+    return low + (high - low) * torch.rand(x.shape[0], device=x.device, generator=generator)
+
+
+def _apply_to(
+    x: torch.Tensor,
+    pick: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    level: torch.Tensor,
+) -> torch.Tensor:
+    """``fn(images, level)`` of the picked images only, the others as they are."""
     rows = pick.nonzero().flatten()
     if rows.numel() == 0:
         return x
-    # Only the picked images make the round trip through uint8 on the CPU.
-    coded = jpeg_roundtrip(to_uint8(x[rows]), quality[rows].tolist())
     out = x.clone()
-    out[rows] = to_unit(coded.to(x.device)).to(x.dtype)
+    out[rows] = fn(x[rows], level[rows])
     return out
 
 
-def random_blur(x: torch.Tensor, p: float, sigma_max: float) -> torch.Tensor:
-    """Gaussian-blur each image with probability ``p``, σ ~ U[0, sigma_max] pixels per image.
-
-    A different σ per image in one call: per-image separable kernels in a grouped convolution
-    (one group per image and channel), with reflected borders as torchvision's gaussian_blur.
-    """
-    n, c, h, w = x.shape
-    pick = torch.rand(n, device=x.device) < p
-    sigma = torch.rand(n, device=x.device) * sigma_max
-    rows = pick.nonzero().flatten()
-    if rows.numel() == 0 or sigma_max <= 0:
-        return x
-    radius = max(1, min(math.ceil(3 * sigma_max), h - 1, w - 1))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    # σ → 0 gives a unit impulse (exp(-huge) = 0 off-centre): the image is left as it is.
-    s = sigma[rows].clamp_min(1e-3).to(x.dtype).view(-1, 1)
-    kernel = torch.exp(-0.5 * (offsets / s) ** 2)
-    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, dim=0)
-    m, k = rows.numel(), 2 * radius + 1
-    y = x[rows].reshape(1, m * c, h, w)
-    y = F.conv2d(
-        F.pad(y, (radius, radius, 0, 0), mode="reflect"), kernel.view(-1, 1, 1, k), groups=m * c
+def random_jpeg(
+    x: torch.Tensor,
+    p: float,
+    quality_min: int,
+    quality_max: int = 100,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """JPEG-compress each image with probability ``p``, quality ~ U{min..max} per image."""
+    pick = _pick(x, p, generator)
+    quality = torch.randint(
+        quality_min, quality_max + 1, (x.shape[0],), device=x.device, generator=generator
     )
-    y = F.conv2d(
-        F.pad(y, (0, 0, radius, radius), mode="reflect"), kernel.view(-1, 1, k, 1), groups=m * c
-    )
-    out = x.clone()
-    out[rows] = y.view(m, c, h, w).clamp_(0.0, 1.0)  # float sums can overshoot 1 by an ulp
-    return out
+    return _apply_to(x, pick, jpeg, quality)
 
 
-def random_noise(x: torch.Tensor, p: float, sigma_max: float) -> torch.Tensor:
-    """Add Gaussian noise to each image with probability ``p``, σ ~ U[0, sigma_max] of the range."""
-    n = x.shape[0]
-    pick = torch.rand(n, device=x.device) < p
-    sigma = torch.rand(n, device=x.device, dtype=x.dtype) * sigma_max
-    noise = torch.randn_like(x)
-    if not bool(pick.any()):
-        return x
-    scale = torch.where(pick, sigma, torch.zeros_like(sigma)).view(-1, 1, 1, 1)
-    return (x + noise * scale).clamp_(0.0, 1.0)
+def random_blur(
+    x: torch.Tensor, p: float, sigma_max: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gaussian-blur each image with probability ``p``, σ ~ U[0, sigma_max] per image."""
+    pick = _pick(x, p, generator)
+    sigma = _uniform(x, 0.0, sigma_max, generator)
+    return _apply_to(x, pick, blur, sigma)
 
 
-def random_resize(x: torch.Tensor, p: float, scale_min: float) -> torch.Tensor:
-    """Shrink each image with probability ``p`` by s ~ U[scale_min, 1] and enlarge it back.
+def random_noise(
+    x: torch.Tensor, p: float, sigma_max: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add Gaussian noise to each image with probability ``p``, σ ~ U[0, sigma_max] per image."""
+    pick = _pick(x, p, generator)
+    sigma = _uniform(x, 0.0, sigma_max, generator)
+    # The whole batch, unpicked images at σ = 0 (left as they are): the noise drawn then does
+    # not depend on the picks either, and nothing waits for the device to count them.
+    return noise(x, torch.where(pick, sigma, 0.0), generator)
 
-    Images that land on the same integer size are resized together: at 32 px and s ≥ 0.5 that is
-    at most 17 interpolation calls per batch, whatever its size.
-    """
-    n, _, h, w = x.shape
-    pick = torch.rand(n, device=x.device) < p
-    scale = scale_min + (1.0 - scale_min) * torch.rand(n, device=x.device)
-    sizes = torch.stack([(scale * h).round().clamp(1, h), (scale * w).round().clamp(1, w)], 1)
-    shrunk = pick & ((sizes[:, 0] < h) | (sizes[:, 1] < w))
-    if not bool(shrunk.any()):
-        return x
-    out = x.clone()
-    for sh, sw in sizes[shrunk].unique(dim=0).tolist():
-        rows = (shrunk & (sizes[:, 0] == sh) & (sizes[:, 1] == sw)).nonzero().flatten()
-        # Antialiased shrinking, as image pipelines (Pillow, browsers) downscale.
-        small = F.interpolate(
-            x[rows], size=(int(sh), int(sw)), mode="bilinear", antialias=True, align_corners=False
-        )
-        back = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-        out[rows] = back.clamp_(0.0, 1.0)
-    return out
+
+def random_resize(
+    x: torch.Tensor, p: float, scale_min: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Shrink each image with probability ``p`` by s ~ U[scale_min, 1] and enlarge it back."""
+    pick = _pick(x, p, generator)
+    scale = _uniform(x, scale_min, 1.0, generator)
+    # Scale 1 keeps an image as it is; images shrunk to the same integer size are resized
+    # together (at 32 px and s >= 0.5 at most 17 groups per batch, whatever its size).
+    return resize(x, torch.where(pick, scale, 1.0))

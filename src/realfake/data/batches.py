@@ -1,8 +1,9 @@
 """Batches as slices of an in-memory uint8 tensor: no per-image Python collate.
 
-The DataLoader stays an ordinary one (dataset + sampler + batch_size), so Lightning can swap in
-a DistributedSampler under DDP; the dataset's ``__getitems__`` turns each list of indices into
-one fancy-indexed copy.
+The DataLoader stays an ordinary one (dataset + sampler + batch_size); the samplers shard the
+split between DDP processes themselves (Lightning's DistributedSampler would repeat images to
+even out the shards, which skews validation and test figures). The dataset's ``__getitems__``
+turns each list of indices into one fancy-indexed copy.
 """
 
 from __future__ import annotations
@@ -50,22 +51,42 @@ def collate_batch(batch: Any) -> Any:
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A permutation of ``range(n)`` fixed by (seed, epoch); Lightning calls ``set_epoch``."""
+    """This process's share of a permutation of ``range(n)`` fixed by (seed, epoch).
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    With ``world`` processes each takes every ``world``-th index of the same permutation, cut to
+    ``n // world`` so that all take the same number of steps. Lightning calls ``set_epoch``.
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         self.n = n
         self.seed = seed
+        self.rank = rank
+        self.world = world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed % 2**63, self.epoch])
-        return iter(rng.permutation(self.n).tolist())
+        order = rng.permutation(self.n)[self.rank :: self.world][: len(self)]
+        return iter(order.tolist())
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...`` in order: every image exactly once over all processes."""
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1) -> None:
+        self.indices = range(rank, n, world)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
 
 
 def make_loader(
@@ -74,10 +95,17 @@ def make_loader(
     *,
     shuffle_seed: int | None = None,
     num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """A DataLoader over one split; shuffled per (seed, epoch) when ``shuffle_seed`` is given."""
+    """A DataLoader over this process's share of one split; shuffled per (seed, epoch) when
+    ``shuffle_seed`` is given, else in order."""
     dataset = TensorImageDataset(split)
-    sampler = EpochShuffleSampler(len(dataset), shuffle_seed) if shuffle_seed is not None else None
+    sampler: Sampler[int] = (
+        EpochShuffleSampler(len(dataset), shuffle_seed, rank, world)
+        if shuffle_seed is not None
+        else ShardSampler(len(dataset), rank, world)
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -20,17 +20,19 @@ class AugmentConfig:
     crop_padding: int = 4
     # Robust training (CNNDetection, Wang et al. CVPR 2020: blur σ ~ U[0, 3] and JPEG quality
     # ~ U{30..100}, each with p = 0.5, at 224-256 px). Probabilities are per image; 0 = off.
+    # Levels are drawn per image in the units of the robustness grid's kinds
+    # (realfake.data.perturbations.KINDS), on the training image as the model sees it.
     blur_prob: float = 0.0
-    # σ ~ U[0, max] in pixels at 32 px, scaled with the image size like crop_padding. CNNDetection's
-    # σ ≤ 3 at 256 px is ≤ 0.4 at 32 px; 1.0 also covers the robustness grid's blur:1.
+    # σ ~ U[0, max], KINDS["blur"] (not scaled with the image size). CNNDetection's σ ≤ 3 at
+    # 256 px is ≤ 0.4 at 32 px; 1.0 also covers the robustness grid's blur:1.
     blur_sigma_max: float = 1.0
     jpeg_prob: float = 0.0
-    jpeg_quality_min: int = 30  # quality ~ U{min..max}, as CNNDetection
+    jpeg_quality_min: int = 30  # quality ~ U{min..max}, KINDS["jpeg"], as CNNDetection
     jpeg_quality_max: int = 100
     noise_prob: float = 0.0
-    noise_sigma_max: float = 0.05  # σ ~ U[0, max] as a fraction of the [0, 1] range
+    noise_sigma_max: float = 0.05  # σ ~ U[0, max], KINDS["noise"]
     resize_prob: float = 0.0
-    resize_scale_min: float = 0.5  # shrink the side by s ~ U[min, 1], then enlarge back
+    resize_scale_min: float = 0.5  # factor ~ U[min, 1], KINDS["resize"]
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,6 +82,9 @@ class DataConfig:
     strict: bool = False  # images that fail to decode are an error instead of a warning
     drop_test_duplicates: bool = False  # drop train images byte-identical to a test image
     classes: list[str] | None = None  # impose a class order (e.g. a checkpoint's)
+    # Two classes: the one binary metrics and thresholds call positive. None: FAKE when present
+    # (detection), else the second class. Recorded in the run's model spec.
+    positive_class: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:

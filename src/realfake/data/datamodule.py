@@ -6,26 +6,22 @@ import logging
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from realfake.data.augment import (
-    channel_stats,
     normalize,
     random_blur,
     random_flip_crop,
     random_jpeg,
     random_noise,
     random_resize,
-    to_unit,
 )
 from realfake.data.batches import make_loader
 from realfake.data.config import DataConfig
-from realfake.data.layout import UNLABELLED
-from realfake.data.loader import ImageSplit, LoadedData, load_images
-from realfake.data.splits import TEST_STREAM, VAL_STREAM, duplicates_of, split_off
+from realfake.data.dataset import DataSplits, describe_source, load_splits
+from realfake.data.loader import ImageSplit
 from realfake.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -37,12 +33,12 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Train/val/test splits of one source, with per-channel statistics of the train split.
+    """Lightning's view of :func:`load_splits`: loaders of the splits and augmented batches.
 
-    Splits found in the source are kept as they are. Otherwise a stratified test split is
-    carved when ``test_fraction > 0`` (before anything else, so it never depends on the val
-    settings), then train images byte-identical to a test image are dropped when asked, then
-    ``val_fraction`` of each class becomes val. Mean and std come from what remains in train.
+    Under several processes (DDP) each process reads its own shard of every split, with no
+    image repeated: training shards a (seed, epoch) permutation into equal parts (the last
+    ``world - 1`` images of an epoch may be left out); validation and test shards may differ
+    by one image, and the metrics sum over all of them.
     """
 
     def __init__(self, config: DataConfig, seed: int = 0) -> None:
@@ -52,121 +48,87 @@ class ImageDataModule(L.LightningDataModule):
         config.validate()
         self.config = config
         self.seed = seed  # drives the per-epoch shuffle order
-        self.classes: list[str] = []
-        self.num_classes = 0
-        self.fingerprint = ""
-        self.content_hash = ""
-        self.mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-        self.std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-        self.train_split: ImageSplit | None = None
-        self.val_split: ImageSplit | None = None
-        self.test_split: ImageSplit | None = None
-        self.dropped_duplicates = 0
-        self.skipped: list[tuple[str, str]] = []
+        self.splits: DataSplits | None = None
         self._restored: dict[str, Any] | None = None
         self._aug_epoch, self._aug_batch = -1, 0
 
-    def _load(self) -> LoadedData:
-        cfg = self.config
-        return load_images(
-            cfg.source,
-            cfg.image_size,
-            cfg.resize,
-            cache_dir=cfg.cache_dir,
-            strict=cfg.strict,
-            classes=list(cfg.classes) if cfg.classes is not None else None,
-            labelled=True,
-        )
-
     def prepare_data(self) -> None:
         """Build the cache once (Lightning calls this on one process per node)."""
-        self._load()
+        self.setup()
 
     def setup(self, stage: str | None = None) -> None:
         """Load the cache, carve val/test, compute mean/std; repeated calls do nothing."""
-        if self.train_split is not None:
+        if self.splits is not None:
             return
-        cfg = self.config
-        data = self._load()
-        where = cfg.source or "the embedded CIFAKE mini set"
-        if "train" not in data.splits:
-            found = sorted(s for s in data.splits if s != UNLABELLED)
-            raise DataError(f"{where} has splits {found} but no train split; expected train/")
-        train = data.splits["train"]
-        val = data.splits.get("val")
-        test = data.splits.get("test")
-        fingerprint = data.fingerprint
-        if cfg.test_source:
-            test, test_fingerprint = self._load_test_source(data.classes)
-            fingerprint = f"{fingerprint}+{test_fingerprint}"
-        if test is None and cfg.test_fraction > 0:
-            train, test = split_off(train, cfg.test_fraction, cfg.split_seed, TEST_STREAM)
-        if cfg.drop_test_duplicates and test is not None:
-            leaked = duplicates_of(train, [test])
-            self.dropped_duplicates = int(leaked.sum())
-            if self.dropped_duplicates:
-                log.info(
-                    "dropped %d train images duplicating a test image", self.dropped_duplicates
-                )
-                train = train.subset(np.flatnonzero(~leaked))
-        if val is None and cfg.val_fraction > 0:
-            train, val = split_off(train, cfg.val_fraction, cfg.split_seed, VAL_STREAM)
-        present = sorted({data.classes[i] for i in train.labels.unique().tolist()})
-        if len(present) < 2:
-            raise DataError(
-                f"the train split of {where} holds {len(train)} images of {len(present)} class "
-                f"({', '.join(present) or 'none'}); expected at least two classes to learn from"
-            )
-        self.classes = data.classes
-        self.num_classes = len(data.classes)
-        self.fingerprint = fingerprint
-        self.content_hash = data.content_hash
-        self.skipped = data.skipped
-        self.train_split, self.val_split, self.test_split = train, val, test
-        self.mean, self.std = channel_stats(train.images)  # type: ignore[assignment]
+        self.splits = load_splits(self.config)
         if self._restored is not None:
-            self._apply_restored()
+            self._check_restored()
 
-    def _load_test_source(self, classes: list[str]) -> tuple[ImageSplit, str]:
-        """The test split of ``config.test_source``, in the training data's class order."""
-        cfg = self.config
-        data = load_images(
-            cfg.test_source,
-            cfg.image_size,
-            cfg.resize,
-            cache_dir=cfg.cache_dir,
-            strict=cfg.strict,
-            classes=classes,
-            labelled=True,
-        )
-        if "test" in data.splits:
-            return data.splits["test"], data.fingerprint
-        if len(data.splits) == 1:
-            return next(iter(data.splits.values())), data.fingerprint
-        raise DataError(
-            f"test_source {cfg.test_source} has splits {sorted(data.splits)} but no test split; "
-            "expected a test/ split or a single image-folder tree"
-        )
+    def _ready(self) -> DataSplits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    @property
+    def classes(self) -> list[str]:
+        return self._ready().classes
+
+    @property
+    def fingerprint(self) -> str:
+        return self._ready().fingerprint
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        if self._restored is not None:  # a resumed run keeps the statistics it trained with
+            return tuple(self._restored["mean"])  # type: ignore[return-value]
+        return self._ready().mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        if self._restored is not None:
+            return tuple(self._restored["std"])  # type: ignore[return-value]
+        return self._ready().std
+
+    @property
+    def train_split(self) -> ImageSplit:
+        return self._ready().train
+
+    @property
+    def val_split(self) -> ImageSplit | None:
+        return self._ready().val
+
+    @property
+    def test_split(self) -> ImageSplit | None:
+        return self._ready().test
+
+    def _shard(self) -> tuple[int, int]:
+        """(rank, world size) of this process, from the trainer (1 process without one)."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def _loader(self, split: ImageSplit | None, name: str, train: bool = False) -> DataLoader:
-        if self.train_split is None:
-            self.setup()
         if split is None:
             hint = "set data.test_fraction > 0" if name == "test" else "set data.val_fraction > 0"
-            raise DataError(f"{self.config.source or 'the data'} has no {name} split; {hint}")
+            raise DataError(f"{describe_source(self.config)} has no {name} split; {hint}")
         cfg = self.config
+        rank, world = self._shard()
         return make_loader(
             split,
             cfg.batch_size if train else cfg.eval_batch_size,
             shuffle_seed=self.seed if train else None,
             num_workers=cfg.num_workers,
+            rank=rank,
+            world=world,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, "train", train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        if self.train_split is not None and self.val_split is None:
+        if self.val_split is None:
             return []  # val_fraction=0 and no val/ folder: Lightning then skips validation
         return self._loader(self.val_split, "val")
 
@@ -184,30 +146,28 @@ class ImageDataModule(L.LightningDataModule):
         return any(p > 0 for p in (aug.resize_prob, aug.blur_prob, aug.noise_prob, aug.jpeg_prob))
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random flip, pad-crop and robust-training degradations of a uint8 or [0, 1] batch.
+        """Random flip, pad-crop and robust-training degradations of a uint8 batch (uint8 out).
 
-        Flip and crop move pixels only, so they run on the uint8 batch in one gather (drawing
-        from ``generator`` when given); the degradations (off by default) draw from the global
-        generator, need [0, 1] floats and return them.
+        Flip and crop move pixels only, so they run on the batch in one gather; the degradations
+        (off by default) need uint8. Every draw comes from ``generator`` when given, else from
+        the global generator.
         """
         aug = self.config.augment
         # The padding is specified at 32 px; scale it so 224 px images shift as much.
         padding = max(1, round(aug.crop_padding * x.shape[-1] / 32)) if aug.crop_padding else 0
         x = random_flip_crop(x, padding, 0.5 if aug.flip else 0.0, generator)
-        if not self.degrades:
-            return x
-        x = to_unit(x)
         # The degradations come after flip and crop and draw nothing when switched off, so runs
         # without them keep their random stream. Their order is a camera-to-upload pipeline:
         # resizing, blur, sensor noise, then JPEG compression last (CNNDetection: blur then JPEG).
+        # Their levels are in the robustness grid's units (blur σ in pixels of this image).
         if aug.resize_prob > 0:
-            x = random_resize(x, aug.resize_prob, aug.resize_scale_min)
+            x = random_resize(x, aug.resize_prob, aug.resize_scale_min, generator)
         if aug.blur_prob > 0:
-            x = random_blur(x, aug.blur_prob, aug.blur_sigma_max * x.shape[-1] / 32)
+            x = random_blur(x, aug.blur_prob, aug.blur_sigma_max, generator)
         if aug.noise_prob > 0:
-            x = random_noise(x, aug.noise_prob, aug.noise_sigma_max)
+            x = random_noise(x, aug.noise_prob, aug.noise_sigma_max, generator)
         if aug.jpeg_prob > 0:
-            x = random_jpeg(x, aug.jpeg_prob, aug.jpeg_quality_min, aug.jpeg_quality_max)
+            x = random_jpeg(x, aug.jpeg_prob, aug.jpeg_quality_min, aug.jpeg_quality_max, generator)
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -217,29 +177,23 @@ class ImageDataModule(L.LightningDataModule):
             epoch = trainer.current_epoch
             if epoch != self._aug_epoch:
                 self._aug_epoch, self._aug_batch = epoch, 0
-            # Each batch's augmentation draws from its own seed (seed, epoch, batch): a run
-            # resumed at an epoch boundary then flips and crops exactly as an uninterrupted one,
-            # whatever else (DataLoader iterators) consumed the global RNG.
+            # Each batch's augmentation draws from a private generator seeded by (seed, epoch,
+            # batch): a run resumed at an epoch boundary then flips, crops and degrades exactly
+            # as an uninterrupted one, whatever else (DataLoader iterators) consumed the global
+            # RNG, which is neither read nor saved and restored.
             seed = batch_seed(self.seed, epoch, self._aug_batch)
-            if self.degrades:  # they draw from the global RNG: seed it inside a fork
-                devices = [x.device.index or 0] if x.is_cuda else []
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(seed)
-                    x = self.augment(x)
-            else:
-                # A private generator seeded alike draws the same flips and crops, without the
-                # cost of saving and restoring the global state (0.15 ms a batch, measured).
-                x = self.augment(x, torch.Generator(device=x.device).manual_seed(seed))
+            x = self.augment(x, torch.Generator(device=x.device).manual_seed(seed))
             self._aug_batch += 1
         return self.normalize(x), labels
 
     def state_dict(self) -> dict[str, Any]:
+        splits = self._ready()
         return {
-            "classes": list(self.classes),
+            "classes": list(splits.classes),
             "mean": list(self.mean),
             "std": list(self.std),
-            "fingerprint": self.fingerprint,
-            "content_hash": self.content_hash,
+            "fingerprint": splits.fingerprint,
+            "content_hash": splits.content_hash,
             "image_size": self.config.image_size,
             "resize": self.config.resize,
         }
@@ -247,20 +201,13 @@ class ImageDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a checkpoint's classes and statistics (the model was trained with them)."""
         self._restored = dict(state_dict)
-        if self.train_split is not None:
-            self._apply_restored()
-        else:
-            self.classes = list(state_dict["classes"])
-            self.num_classes = len(self.classes)
-            self.mean = tuple(state_dict["mean"])  # type: ignore[assignment]
-            self.std = tuple(state_dict["std"])  # type: ignore[assignment]
+        if self.splits is not None:
+            self._check_restored()
 
-    def _apply_restored(self) -> None:
+    def _check_restored(self) -> None:
         state = self._restored or {}
-        if list(state["classes"]) != self.classes:
+        if self.splits is not None and list(state["classes"]) != self.splits.classes:
             raise DataError(
                 f"class names do not match: the checkpoint has {list(state['classes'])} but "
-                f"the data has {self.classes}"
+                f"the data has {self.splits.classes}"
             )
-        self.mean = tuple(state["mean"])  # type: ignore[assignment]
-        self.std = tuple(state["std"])  # type: ignore[assignment]

@@ -30,17 +30,22 @@ def decode_image(data: bytes, size: int, resize: str) -> tuple[np.ndarray, tuple
             # most of the work for large photos disappears (Pillow's draft mode).
             im.draft("RGB", (size, size))
         im.load()
-        if "exif" in im.info:
-            im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im)
-        if im.size != (size, size):
-            box = None
-            if resize == "center_crop":
-                w, h = im.size
-                side = min(w, h)
-                box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-            im = im.resize((size, size), RESAMPLE, box=box)
-        return np.asarray(im).transpose(2, 0, 1), original
+        return prepare_image(im, size, resize), original
+
+
+def prepare_image(im: Image.Image, size: int, resize: str) -> np.ndarray:
+    """An opened image as the network sees it: upright, RGB, size×size (3×size×size uint8)."""
+    if "exif" in im.info:
+        im = ImageOps.exif_transpose(im)
+    im = _to_rgb(im)
+    if im.size != (size, size):
+        box = None
+        if resize == "center_crop":
+            w, h = im.size
+            side = min(w, h)
+            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        im = im.resize((size, size), RESAMPLE, box=box)
+    return np.asarray(im).transpose(2, 0, 1)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -17,7 +17,8 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from realfake.evaluate.metrics import ECE_BINS, decide
+from realfake.evaluate.metrics import ECE_BINS
+from realfake.inference.decision import decide
 
 DPI = 120
 # 32 px images are unreadable at print size; enlarging by an integer factor with nearest

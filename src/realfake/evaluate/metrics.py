@@ -1,9 +1,10 @@
 """Classification metrics of predicted probabilities, computed by scikit-learn and torchmetrics.
 
-Binary tasks decide with a threshold on P(positive) (FAKE for a detector, else class 1);
-multi-class tasks take the arg-max. Ranking metrics (ROC-AUC, AP) and the calibration error do
-not depend on the threshold. Values that a set of labels cannot define (ROC-AUC when a class is
-missing) are NaN rather than an exception: a folder of fakes alone is a legitimate test set.
+Binary tasks decide with a threshold on P(positive) (the class the model spec names positive:
+FAKE for a detector); multi-class tasks take the arg-max. Ranking metrics (ROC-AUC, AP) and
+the calibration error do not depend on the threshold. Values that a set of labels cannot
+define (ROC-AUC when a class is missing) are NaN rather than an exception: a folder of fakes
+alone is a legitimate test set.
 """
 
 from __future__ import annotations
@@ -25,21 +26,10 @@ from sklearn.metrics import (
 )
 from torchmetrics.classification import MulticlassCalibrationError
 
+from realfake.inference.decision import decide
+
 # 15 equal-width bins, as in Guo et al. 2017 ("On Calibration of Modern Neural Networks").
 ECE_BINS = 15
-
-
-def positive_class(classes: list[str]) -> int:
-    """The class scored as positive in binary metrics: FAKE when present (detection), else 1."""
-    return classes.index("FAKE") if "FAKE" in classes else 1
-
-
-def decide(probs: np.ndarray, threshold: float | None = None, positive: int = 1) -> np.ndarray:
-    """Predicted class per row: P(positive) >= threshold when binary and given, else arg-max."""
-    probs = np.asarray(probs)
-    if probs.shape[1] == 2 and threshold is not None:
-        return np.where(probs[:, positive] >= threshold, positive, 1 - positive)
-    return probs.argmax(1)
 
 
 def expected_calibration_error(
@@ -97,8 +87,13 @@ def classification_metrics(
     labels: np.ndarray | torch.Tensor,
     classes: list[str],
     threshold: float | None = None,
+    positive: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, P/R/F1 (per class, macro, weighted), ROC-AUC, AP, log loss, ECE, confusion."""
+    """Accuracy, P/R/F1 (per class, macro, weighted), ROC-AUC, AP, log loss, ECE, confusion.
+
+    Binary: ``positive`` is the index of the positive class (the model spec's; default 1), and
+    decisions are P(positive) >= ``threshold`` (arg-max when None). Multi-class: arg-max.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = len(classes)
@@ -109,7 +104,7 @@ def classification_metrics(
     # float32 softmax rows sum to 1 within ~1e-7; sklearn's log loss wants them exact.
     probs = probs / probs.sum(1, keepdims=True)
     binary = n_classes == 2
-    positive = positive_class(classes) if binary else None
+    positive = (1 if positive is None else positive) if binary else None
     predicted = decide(probs, threshold if binary else None, 1 if positive is None else positive)
     index = list(range(n_classes))
     precision, recall, f1, support = precision_recall_fscore_support(

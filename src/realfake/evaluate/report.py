@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from omegaconf import OmegaConf
 
 from realfake.errors import CheckpointError
 from realfake.evaluate.markup import Cell, Document, Heading, Image, Items, Paragraph, Table
+from realfake.runs import RunDir, read_json
 
 SPLITS = ("train", "val", "test")
 # (caption, file under figures/) in reading order.
@@ -37,10 +37,6 @@ CONFIG_SUMMARY = (
     ("augment: flip / crop padding", ("data.augment.flip", "data.augment.crop_padding")),
     ("seed", "seed"),
 )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
@@ -203,7 +199,7 @@ def _training(results: dict[str, Any], manifest: dict[str, Any]) -> Table:
 def _other_evaluations(paths: list[Path]) -> Table:
     rows: list[list[Cell]] = []
     for path in paths:
-        record = _read_json(path)
+        record = read_json(path)
         m = record["metrics"]
         rows.append(
             [
@@ -222,14 +218,14 @@ def _other_evaluations(paths: list[Path]) -> Table:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` and ``report.html`` into a run directory; returns the Markdown path."""
-    run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise CheckpointError(f"{run} is not a realfake run directory: it has no config.yaml")
-    cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    run = RunDir(Path(run_dir))
+    if not run.is_run():
+        raise CheckpointError(f"{run.path} is not a realfake run directory: it has no config.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.load(run.config))
     assert isinstance(cfg, dict)
-    manifest = _read_json(run / "manifest.json")
-    results = _read_json(run / "results.json").get("metrics", {})
-    evaluation = _read_json(run / "metrics.json")
+    manifest = read_json(run.manifest)
+    results = read_json(run.results).get("metrics", {})
+    evaluation = read_json(run.evaluation)
     doc = Document(f"realfake run {run.name}")
     doc.add(
         Paragraph(_summary(cfg, manifest.get("data", {}), results, evaluation)),
@@ -241,14 +237,14 @@ def write_report(run_dir: str | Path) -> Path:
     )
     if results:
         doc.add(Heading("Training"), _training(results, manifest))
-    if (run / "figures" / "learning_curves.png").is_file():
+    if (run.figures / "learning_curves.png").is_file():
         doc.add(Image("figures/learning_curves.png", "learning curves"))
     doc.add(Heading("Test evaluation"))
     if evaluation:
-        _evaluation(doc, evaluation, run / "figures")
+        _evaluation(doc, evaluation, run.figures)
     else:
-        doc.add(Paragraph(f"Not evaluated yet: run `realfake evaluate {run}`."))
-    others = sorted((run / "evaluations").glob("*/metrics.json"))
+        doc.add(Paragraph(f"Not evaluated yet: run `realfake evaluate {run.path}`."))
+    others = run.other_evaluations()
     if others:
         doc.add(Heading("Other evaluations"), _other_evaluations(others))
-    return doc.write(run / "report.md")
+    return doc.write(run.report)

@@ -1,7 +1,13 @@
-"""Where evaluation images come from: the run's own splits, rebuilt exactly, or any source."""
+"""What an evaluation scores and decides with: the images, and the threshold frozen on validation.
+
+Images are the run's own splits, rebuilt exactly (same source, split seed and class order), or
+any labelled source. The threshold is chosen on the run's clean validation split; every command
+that decides (evaluate, robustness, audits) takes it from here, with the predictor's TTA.
+"""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +15,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from realfake.data.config import DataConfig
-from realfake.data.datamodule import ImageDataModule
+from realfake.data.dataset import DataSplits, load_splits
 from realfake.data.loader import ImageSplit, SkippedImagesWarning, load_images
-from realfake.errors import DataError
+from realfake.errors import DataError, RealfakeError
+from realfake.evaluate.threshold import choose_threshold
 from realfake.inference import Predictor
+from realfake.runs import FrozenThreshold
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,36 +34,42 @@ class EvalImages:
     skipped: int  # files of the source that failed to decode
 
 
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory holding ``checkpoint`` (``RUN/checkpoints/x.ckpt``), if it is one."""
-    run = checkpoint.resolve().parent.parent
-    return run if (run / "config.yaml").is_file() else None
+@dataclass
+class Decision:
+    """How binary decisions are made: threshold on P(positive), and where it came from."""
+
+    threshold: float | None  # None: arg-max (multi-class)
+    source: str
+    frozen: FrozenThreshold | None = None  # set when chosen on the run's validation split
 
 
-def run_datamodule(predictor: Predictor) -> ImageDataModule:
-    """The run's data module (same source, split seed and class order), set up."""
+def run_splits(predictor: Predictor) -> DataSplits:
+    """The run's splits, rebuilt from its data config in the model's class order."""
+    if not predictor.config:
+        raise DataError(f"{predictor.checkpoint} holds no training config to rebuild its data from")
     merged = OmegaConf.merge(OmegaConf.structured(DataConfig), predictor.config["data"])
     cfg: DataConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.classes = list(predictor.classes)
     # The splits depend only on the data config (split_seed), not on the run's seed.
-    dm = ImageDataModule(cfg, seed=int(predictor.config.get("seed", 0)))
-    dm.setup()
-    return dm
+    return load_splits(cfg)
 
 
-def own_split(dm: ImageDataModule, split: str, source: str | None) -> EvalImages:
+def own_split(splits: DataSplits, split: str, where: str) -> EvalImages:
     """One split (train, val, test) of the run's rebuilt data."""
     if split not in ("train", "val", "test"):
         raise DataError(f"split '{split}' is unknown; expected train, val or test")
-    images = getattr(dm, f"{split}_split")
-    where = source or "the embedded CIFAKE mini set"
+    images = getattr(splits, split)
     if images is None or len(images) == 0:
         raise DataError(
             f"the run's data ({where}) has no {split} split (no {split}/ folder and "
             f"data.{split}_fraction=0); pass labelled images with --data"
         )
     return EvalImages(
-        images, f"the run's {split} split of {where}", split, dm.fingerprint, len(dm.skipped)
+        images,
+        f"the run's {split} split of {where}",
+        split,
+        splits.fingerprint,
+        len(splits.skipped),
     )
 
 
@@ -63,7 +79,7 @@ def labelled_split(source: str | Path, predictor: Predictor, split: str | None) 
     A split tree gives ``split`` (default: test, or its only split); a plain
     ``<class>/<image>`` folder gives all of it, whatever ``split`` says.
     """
-    size, resize = predictor.image_size, predictor.resize
+    size, resize = predictor.image_size, predictor.spec.resize
     with warnings.catch_warnings():  # the second load below reports unreadable files
         warnings.simplefilter("ignore", SkippedImagesWarning)
         found_classes = load_images(source, size, resize, labelled=True).classes
@@ -90,3 +106,50 @@ def labelled_split(source: str | Path, predictor: Predictor, split: str | None) 
         raise DataError(f"{source} holds no readable labelled images ({len(data.skipped)} failed)")
     where = f"{source}" if name == "all" else f"the {name} split of {source}"
     return EvalImages(images, where, name, data.fingerprint, len(data.skipped))
+
+
+def eval_images(
+    predictor: Predictor, data: str | Path | None, split: str | None
+) -> tuple[EvalImages, DataSplits | None, str]:
+    """The images to score, the run's rebuilt splits (for the threshold) or why they are missing."""
+    try:
+        splits = run_splits(predictor)
+    except RealfakeError as exc:
+        if data is None:
+            raise type(exc)(
+                f"cannot rebuild the run's data to find its {split or 'test'} split ({exc}); "
+                "pass labelled images with --data"
+            ) from exc
+        why = f"the run's data is not readable here: {exc}"
+        log.warning("threshold 0.5: %s", why)
+        return labelled_split(data, predictor, split), None, why
+    if data is None:
+        cfg = predictor.config["data"]
+        where = cfg.get("test_source") or cfg.get("source") or "the embedded CIFAKE mini set"
+        return own_split(splits, split or "test", where), splits, ""
+    return labelled_split(data, predictor, split), splits, ""
+
+
+def validation_decision(
+    predictor: Predictor,
+    splits: DataSplits | None,
+    why_no_data: str,
+    *,
+    tta: bool | None = None,
+    criterion: str = "accuracy",
+    batch_size: int = 256,
+) -> Decision:
+    """The binary threshold chosen on the run's validation split (else 0.5), and its origin."""
+    if predictor.positive is None:
+        return Decision(None, "arg-max (multi-class)")
+    if splits is None or splits.val is None or len(splits.val) == 0:
+        return Decision(0.5, f"default 0.5 ({why_no_data or 'the run has no validation split'})")
+    val = splits.val
+    flip = predictor.resolve_tta(tta)
+    probs = predictor.probabilities(val.images, tta=flip, batch_size=batch_size)
+    positive = predictor.positive
+    threshold = choose_threshold(val.labels.numpy(), probs[:, positive], positive, criterion)
+    name = "accuracy" if criterion == "accuracy" else "Youden's J"
+    source = f"chosen on the run's validation split ({len(val)} images, max {name})"
+    frozen = FrozenThreshold(threshold, flip, criterion, source, predictor.sha256)
+    return Decision(threshold, source, frozen)

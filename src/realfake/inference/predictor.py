@@ -1,94 +1,297 @@
-"""A trained classifier loaded from a checkpoint, ready to turn uint8 images into probabilities."""
+"""The Predictor: a trained network with its preprocessing and decision rule, without Lightning.
+
+Every consumer turns images into probabilities and decisions through it: ``evaluate``,
+``predict``, the robustness grid and audits, Grad-CAM, comparisons and the HTTP service. So the
+same run gives the same probabilities, the same threshold and the same labels everywhere.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+import numpy as np
 import torch
 from torch import nn
 
-from realfake.data import normalize
-from realfake.train.checkpoint import load_checkpoint, resolve_checkpoint
-from realfake.train.module import model_from_hparams
+from realfake.data.augment import normalize
+from realfake.data.decode import decode_image, describe_failure, prepare_image
+from realfake.errors import CheckpointError, ConfigError, DataError
+from realfake.inference.decision import decide
+from realfake.runs import (
+    ModelSpec,
+    RunDir,
+    checkpoint_spec,
+    file_sha256,
+    load_checkpoint,
+    model_state,
+    read_json,
+    resolve_checkpoint,
+)
+
+# One image as a caller may hold it: a file path, encoded bytes, a PIL image or a uint8 tensor
+# 3×H×W of any size.
+ImageInput = Union[str, Path, bytes, "PIL.Image.Image", torch.Tensor]  # noqa: F821
 
 
-@dataclass
+@dataclass(frozen=True)
+class Prediction:
+    """The decision on one image."""
+
+    label: str
+    index: int
+    probabilities: dict[str, float]  # per class, summing to 1
+    threshold: float | None  # on P(positive class); None: arg-max
+
+
+def tta_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Softmax of ``model(x)`` (normalised N×3×H×W), averaged with the mirror image's when ``flip``.
+
+    The one definition of flip TTA: training's validation and test steps use it too, so the
+    figures a run reports are the ones its predictor reproduces.
+    """
+    probs = model(x).float().softmax(dim=1)
+    if flip:
+        # The mirror image is a free, label-preserving second opinion (airbench's TTA).
+        probs = (probs + model(x.flip(-1)).float().softmax(dim=1)) / 2
+    return probs
+
+
 class Predictor:
-    """Network, class list and preprocessing of one checkpoint (no Lightning needed)."""
+    """Network, spec and device of one checkpoint, ready to turn images into decisions."""
 
-    model: nn.Module
-    classes: list[str]
-    image_size: int
-    resize: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    config: dict[str, Any]
-    checkpoint: Path
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        checkpoint: Path | None = None,
+        run: RunDir | None = None,
+        device: str | torch.device = "cpu",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self.checkpoint = checkpoint
+        self.run = run
+        self.config = config or {}  # the training config, when the checkpoint holds one
 
     @classmethod
-    def from_checkpoint(cls, ref: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """Load a checkpoint file, or a run directory's best (else last) checkpoint."""
-        path = resolve_checkpoint(ref)
+    def load(cls, ref: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """A checkpoint file, or a run directory's best (else last) checkpoint.
+
+        The threshold ``realfake evaluate`` froze is taken from the run's model.json when it
+        was chosen for these very weights (same SHA-256).
+        """
+        path, run = resolve_checkpoint(ref)
         ckpt = load_checkpoint(path)
-        hp = ckpt["hyper_parameters"]
-        config = hp["config"]
-        hparams = {
-            "model": config["model"],
-            "classes": hp["classes"],
-            "image_size": config["data"]["image_size"],
-        }
-        model = model_from_hparams(hparams)
-        prefix = "model."
-        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        model.load_state_dict(state)
-        device = torch.device(device)
-        model.to(device).eval()
-        return cls(
-            model=model,
-            classes=list(hp["classes"]),
-            image_size=int(config["data"]["image_size"]),
-            resize=str(config["data"]["resize"]),
-            mean=tuple(hp["mean"]),  # type: ignore[arg-type]
-            std=tuple(hp["std"]),  # type: ignore[arg-type]
-            config=config,
-            checkpoint=path,
-            device=device,
-        )
+        spec = checkpoint_spec(ckpt, path)
+        model = spec.build_model()
+        try:
+            model.load_state_dict(model_state(ckpt))
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path}: the weights do not fit model {spec.model!r} ({str(exc).splitlines()[0]})"
+            ) from None
+        hp = ckpt.get("hyper_parameters") or {}
+        predictor = cls(model, spec, path, run, device, hp.get("config"))
+        if run is not None:
+            saved = read_json(run.spec)
+            frozen = saved.get("threshold") if saved else None
+            if frozen and frozen.get("checkpoint_sha256") == predictor.sha256:
+                predictor.spec = spec.with_threshold(
+                    ModelSpec.from_dict(saved, str(run.spec)).threshold
+                )
+        return predictor
+
+    # --- what the model is ------------------------------------------------------------------
 
     @property
-    def flip_tta(self) -> bool:
-        """Whether the run validated and tested with flip TTA (older runs: no)."""
-        return bool(self.config.get("trainer", {}).get("flip_tta", False))
+    def classes(self) -> list[str]:
+        return list(self.spec.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @property
+    def positive(self) -> int | None:
+        """Index of the positive class (binary models), else None."""
+        return self.spec.positive
+
+    @cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the checkpoint file ('' for a model not loaded from one)."""
+        return file_sha256(self.checkpoint) if self.checkpoint is not None else ""
 
     def resolve_tta(self, tta: bool | None) -> bool:
         """``tta`` as asked, or the run's own choice when None."""
-        return self.flip_tta if tta is None else bool(tta)
+        return self.spec.flip_tta if tta is None else bool(tta)
+
+    # --- images in ---------------------------------------------------------------------------
+
+    def prepare(self, image: ImageInput) -> torch.Tensor:
+        """One image as the network sees it (3×S×S uint8), decoded and resized as in training.
+
+        Raises DataError saying why when the input cannot be decoded.
+        """
+        size, resize = self.spec.image_size, self.spec.resize
+        try:
+            if isinstance(image, torch.Tensor):
+                return self._prepare_tensor(image)
+            if isinstance(image, (str, Path)):
+                data = Path(image).read_bytes()
+                return torch.from_numpy(decode_image(data, size, resize)[0].copy())
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                return torch.from_numpy(decode_image(bytes(image), size, resize)[0].copy())
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{_describe(image)}: {describe_failure(exc)}") from None
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return torch.from_numpy(prepare_image(image, size, resize).copy())
+        raise DataError(
+            f"cannot read an image from a {type(image).__name__}; expected a path, bytes, a PIL "
+            "image or a uint8 tensor 3×H×W"
+        )
+
+    def _prepare_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise DataError(
+                f"expected a uint8 image tensor 3×H×W, got {image.dtype} {tuple(image.shape)}"
+            )
+        if tuple(image.shape[1:]) == (self.image_size, self.image_size):
+            return image.cpu()
+        from PIL import Image
+
+        # Through Pillow, as the data layer resizes files: the same pixels as training saw.
+        picture = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+        return torch.from_numpy(prepare_image(picture, self.image_size, self.spec.resize).copy())
+
+    def prepare_batch(self, images: Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
+        """N×3×S×S uint8 from a batch tensor of any size or a sequence of single images."""
+        if isinstance(images, torch.Tensor):
+            if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+                raise DataError(
+                    f"expected uint8 images N×3×H×W, got {images.dtype} {tuple(images.shape)}"
+                )
+            if tuple(images.shape[-2:]) == (self.image_size, self.image_size):
+                return images
+        if len(images) == 0:
+            return torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        return torch.stack([self.prepare(image) for image in images])
+
+    # --- probabilities and decisions --------------------------------------------------------
 
     @torch.inference_mode()
-    def predict_proba(
-        self, images: torch.Tensor, batch_size: int = 256, flip_tta: bool = False
-    ) -> torch.Tensor:
-        """Class probabilities (N×C, float32, CPU) for uint8 images N×3×H×W of the model's size."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images N×3×H×W, got shape {tuple(images.shape)}")
-        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            raise ValueError(
-                f"images are {images.shape[-2]}×{images.shape[-1]} but the model was trained at "
-                f"{self.image_size}×{self.image_size}; load them with image_size={self.image_size}"
+    def probabilities(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        *,
+        tta: bool | None = None,
+        batch_size: int = 256,
+        resize: bool = True,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Class probabilities (N×C float64) of images, in batches of ``batch_size``.
+
+        ``tta`` None follows the run (its validation and test used flip TTA or not).
+        ``resize=False`` feeds uint8 N×3×H×W images at their own size (the models pool
+        globally): for probes of scale, not for decisions.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size}: expected at least 1 image per batch")
+        flip = self.resolve_tta(tta)
+        if resize or not isinstance(images, torch.Tensor):
+            images = self.prepare_batch(images)
+        n = images.shape[0]
+        out = np.empty((n, len(self.spec.classes)), dtype=np.float64)
+        bar = _Progress(n, "predicting") if progress and n > batch_size else None
+        try:
+            for start in range(0, n, batch_size):
+                x = images[start : start + batch_size].to(self.device, non_blocking=True)
+                x = normalize(x, self.spec.mean, self.spec.std)
+                probs = tta_probabilities(self.model, x, flip)
+                out[start : start + x.shape[0]] = probs.cpu().double().numpy()
+                if bar:
+                    bar.advance(x.shape[0])
+        finally:
+            if bar:
+                bar.close()
+        return out
+
+    def frozen_threshold(self, tta: bool | None = None) -> float:
+        """The threshold `realfake evaluate` froze for these weights, checked against ``tta``."""
+        if self.positive is None:
+            raise ConfigError(f"a threshold applies to two classes; this model has {self.classes}")
+        frozen = self.spec.threshold
+        where = self.run.path if self.run is not None else self.checkpoint
+        if frozen is None:
+            hint = f"run `realfake evaluate {where}` first" if self.run else "it is not in a run"
+            raise CheckpointError(
+                f"no frozen threshold for {self.checkpoint} ({hint}); or pass --threshold 0.NN"
             )
-        out = []
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(self.device, non_blocking=True)
-            x = normalize(x, self.mean, self.std)
-            logits = self.model(x).float()
-            probs = logits.softmax(dim=1)
-            if flip_tta:
-                # Averaging over the mirror image: a free, label-preserving second opinion.
-                probs = (probs + self.model(x.flip(-1)).float().softmax(dim=1)) / 2
-            out.append(probs.cpu())
-        if not out:
-            return torch.empty(0, len(self.classes))
-        return torch.cat(out)
+        if frozen.tta != self.resolve_tta(tta):
+            raise ConfigError(
+                f"the frozen threshold of {where} was chosen with flip TTA "
+                f"{'on' if frozen.tta else 'off'}; predict with{'' if frozen.tta else 'out'} "
+                "TTA (--tta/--no-tta) or pass --threshold 0.NN"
+            )
+        return frozen.value
+
+    def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Class index per row: P(positive) >= ``threshold`` (binary), else the arg-max."""
+        if threshold is not None and self.positive is None:
+            raise ConfigError(f"a threshold applies to two classes; this model has {self.classes}")
+        return decide(probs, threshold, self.positive if self.positive is not None else 1)
+
+    def predict(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        *,
+        tta: bool | None = None,
+        threshold: float | None = None,
+        batch_size: int = 256,
+    ) -> list[Prediction]:
+        """A decision per image (``threshold`` None: arg-max)."""
+        probs = self.probabilities(images, tta=tta, batch_size=batch_size)
+        chosen = self.decide(probs, threshold)
+        classes = self.classes
+        return [
+            Prediction(
+                classes[k], int(k), dict(zip(classes, map(float, p), strict=True)), threshold
+            )
+            for k, p in zip(chosen.tolist(), probs, strict=True)
+        ]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 N×3×H×W -> the network's normalised float input on its device."""
+        return normalize(images.to(self.device), self.spec.mean, self.spec.std)
+
+
+def _describe(image: Any) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"image bytes ({len(image)} bytes)"
+    return type(image).__name__
+
+
+class _Progress:
+    """A transient rich progress bar (only on a terminal; it disappears once done)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, n: int) -> None:
+        self._bar.advance(self._task, n)
+
+    def close(self) -> None:
+        self._bar.stop()

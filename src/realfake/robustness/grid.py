@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from realfake.robustness.perturbations import Perturbation, parse_grid
+from realfake.data.perturbations import Perturbation, parse_grid
+from realfake.evaluate.sources import eval_images, validation_decision
+from realfake.inference import Predictor
 from realfake.robustness.scores import METRICS, score
 
 if TYPE_CHECKING:
@@ -105,12 +107,14 @@ def evaluate_grid(
     grid: Sequence[Perturbation],
     threshold: float | None = None,
     seed: int = 0,
+    positive: int | None = None,
+    chunk: int = CHUNK,
 ) -> list[RobustnessRow]:
     """A row of metrics for the clean images and for each perturbation of ``grid``."""
     rows = []
     for perturbation in [None, *grid]:
-        probs = perturbed_probabilities(predict, images, perturbation, seed)
-        metrics = score(probs, labels, classes, threshold)
+        probs = perturbed_probabilities(predict, images, perturbation, seed, chunk)
+        metrics = score(probs, labels, classes, threshold, positive)
         rows.append(
             RobustnessRow(
                 perturbation="clean" if perturbation is None else perturbation.name,
@@ -124,42 +128,54 @@ def evaluate_grid(
 
 
 def robustness_report(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Predictor,
     data: str | Path | None = None,
     perturbations: Sequence[str] | str | None = None,
     *,
     split: str | None = None,
     seed: int = 0,
     batch_size: int = 256,
+    tta: bool | None = None,
     device: str = "cpu",
 ) -> RobustnessReport:
     """Evaluate ``checkpoint`` on clean and perturbed test images (default: its run's test split).
 
-    The threshold on P(positive) is chosen on the run's clean validation split and frozen
-    (0.5 when the run has none).
+    The images, the predictor's probabilities (the run's flip TTA unless ``tta`` says
+    otherwise) and the threshold chosen on the run's clean validation split are exactly those
+    of ``realfake evaluate``, so the clean row is evaluate's result (0.5 without validation).
     """
-    from realfake.inference import Predictor
-    from realfake.robustness.evaldata import load_eval_data
-
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = (
+        checkpoint if isinstance(checkpoint, Predictor) else Predictor.load(checkpoint, device)
+    )
     grid = parse_grid(perturbations)
-    ev = load_eval_data(predictor, data, split, batch_size)
+    images, splits, why = eval_images(predictor, data, split)
+    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
 
     def predict(batch: torch.Tensor) -> np.ndarray:
-        return predictor.predict_proba(batch, batch_size=batch_size).numpy()
+        return predictor.probabilities(batch, tta=tta, batch_size=batch_size)
 
-    labels = ev.test.labels.numpy()
+    labels = images.split.labels.numpy()
     rows = evaluate_grid(
-        predict, ev.test.images, labels, predictor.classes, grid, ev.threshold, seed
+        predict,
+        images.split.images,
+        labels,
+        predictor.classes,
+        grid,
+        decision.threshold,
+        seed,
+        predictor.positive,
+        # Whole batches per chunk: the clean row then sees the very batches evaluate sees.
+        chunk=max(1, CHUNK // batch_size) * batch_size,
     )
+    positive = predictor.positive
     return RobustnessReport(
         rows=rows,
-        classes=list(predictor.classes),
-        threshold=ev.threshold,
-        threshold_from=ev.threshold_from,
-        positive=predictor.classes[ev.positive] if ev.threshold is not None else None,
+        classes=predictor.classes,
+        threshold=decision.threshold,
+        threshold_from=decision.source,
+        positive=predictor.classes[positive] if positive is not None else None,
         checkpoint=str(predictor.checkpoint),
-        data=ev.where,
+        data=images.where,
         seed=seed,
     )
 

@@ -245,28 +245,31 @@ def score_without_leaks(
     split: str | None = None,
     *,
     batch_size: int = 256,
+    tta: bool | None = None,
     device: str = "cpu",
 ) -> LeakFreeScores:
     """Metrics of ``checkpoint`` on all test images and on those not named in ``leaked_names``.
 
     ``data``/``split`` must name the test images the audit used (None: the run's test split).
+    Images, probabilities and threshold are those of ``realfake evaluate``.
     """
+    from realfake.evaluate.sources import eval_images, validation_decision
     from realfake.inference import Predictor
-    from realfake.robustness.evaldata import load_eval_data, probabilities
     from realfake.robustness.scores import score
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    ev = load_eval_data(predictor, data, split, batch_size)
-    probs = probabilities(predictor, ev.test.images, batch_size)
-    labels = ev.test.labels.numpy()
+    predictor = Predictor.load(checkpoint, device=device)
+    found, splits, why = eval_images(predictor, data, split)
+    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
+    probs = predictor.probabilities(found.split.images, tta=tta, batch_size=batch_size)
+    labels = found.split.labels.numpy()
     leaked = set(leaked_names)
-    keep = np.array([name not in leaked for name in ev.test.names], bool)
-    classes = predictor.classes
+    keep = np.array([name not in leaked for name in found.split.names], bool)
+    classes, positive, threshold = predictor.classes, predictor.positive, decision.threshold
     return LeakFreeScores(
-        all=score(probs, labels, classes, ev.threshold),
-        kept=score(probs[keep], labels[keep], classes, ev.threshold),
+        all=score(probs, labels, classes, threshold, positive),
+        kept=score(probs[keep], labels[keep], classes, threshold, positive),
         n_all=len(labels),
         n_kept=int(keep.sum()),
-        threshold=ev.threshold,
-        threshold_from=ev.threshold_from,
+        threshold=threshold,
+        threshold_from=decision.source,
     )

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from realfake.data.augment import jpeg_roundtrip, normalize
 from realfake.data.cifar10 import CIFAR10_CLASSES, cifar10_class
+from realfake.data.perturbations import jpeg
 from realfake.errors import DataError
-from realfake.evaluate.metrics import decide
+from realfake.evaluate.sources import eval_images, validation_decision
 from realfake.inference import Predictor
 
 CHUNK = 2048  # images transformed at once
@@ -69,19 +69,6 @@ class ShortcutAudit:
     classes: list[str] = field(default_factory=list)
 
 
-@torch.no_grad()
-def probabilities_any_size(
-    predictor: Predictor, images: torch.Tensor, batch_size: int = 256
-) -> np.ndarray:
-    """Class probabilities of uint8 images of any size (the models pool globally)."""
-    parts = []
-    for start in range(0, images.shape[0], batch_size):
-        x = normalize(images[start : start + batch_size].to(predictor.device), predictor.mean,
-                      predictor.std)  # fmt: skip
-        parts.append(predictor.model(x).float().softmax(1).cpu().numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, len(predictor.classes)))
-
-
 def per_class_accuracy(
     names: list[str], labels: np.ndarray, predicted: np.ndarray, classes: list[str]
 ) -> tuple[list[ClassRow], int]:
@@ -105,46 +92,57 @@ def per_class_accuracy(
 
 
 def audit_shortcuts(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Predictor,
     data: str | Path | None = None,
     *,
     split: str | None = None,
     jpeg_qualities: tuple[int, ...] = (95, 75, 50),
     sizes: tuple[int, ...] = (24, 48, 64),
     batch_size: int = 256,
+    tta: bool | None = None,
     device: str = "cpu",
 ) -> ShortcutAudit:
-    """Run the three shortcut probes on ``checkpoint``'s test images (or ``data``)."""
-    from realfake.robustness.evaldata import load_eval_data
+    """Run the three shortcut probes on ``checkpoint``'s test images (or ``data``).
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    ev = load_eval_data(predictor, data, split, batch_size)
-    images, labels = ev.test.images, ev.test.labels.numpy()
-    positive = ev.positive
+    Images, probabilities and the frozen threshold are those of ``realfake evaluate``.
+    """
+    predictor = (
+        checkpoint if isinstance(checkpoint, Predictor) else Predictor.load(checkpoint, device)
+    )
+    found, splits, why = eval_images(predictor, data, split)
+    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
+    images, labels = found.split.images, found.split.labels.numpy()
 
-    def predicted_after(transform: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    def predicted_after(
+        transform: Callable[[torch.Tensor], torch.Tensor], resize: bool = True
+    ) -> np.ndarray:
         parts = [np.zeros(0, np.int64)]
         for s in range(0, images.shape[0], CHUNK):
-            probs = probabilities_any_size(predictor, transform(images[s : s + CHUNK]), batch_size)
-            parts.append(decide(probs, ev.threshold, positive))
+            probs = predictor.probabilities(
+                transform(images[s : s + CHUNK]), tta=tta, batch_size=batch_size, resize=resize
+            )
+            parts.append(predictor.decide(probs, decision.threshold))
         return np.concatenate(parts)
 
     clean = predicted_after(lambda x: x)
     clean_acc = float(np.mean(clean == labels)) if len(labels) else float("nan")
 
-    jpeg = []
+    probes = []
     for q in jpeg_qualities:
-        out = predicted_after(lambda x, q=q: jpeg_roundtrip(x, q))
-        jpeg.append(
+        out = predicted_after(lambda x, q=q: jpeg(x, q))
+        probes.append(
             JpegProbe(q, clean_acc, float(np.mean(out == labels)), float(np.mean(out != clean)))
         )
 
-    per_class, unparsed = per_class_accuracy(ev.test.names, labels, clean, predictor.classes)
+    per_class, unparsed = per_class_accuracy(found.split.names, labels, clean, predictor.classes)
 
     size_rows = []
     for size in sizes:
         try:
-            out = predicted_after(lambda x, z=size: TF.resize(x, [z, z], antialias=True))
+            # Fed at the new size itself (resize=False): the models pool globally.
+            out = predicted_after(
+                lambda x, z=size: TF.resize(x, [z, z], antialias=True), resize=False
+            )
         except RuntimeError as exc:  # a model whose head needs a fixed size
             size_rows.append(SizeRow(size, float("nan"), float("nan"), str(exc).splitlines()[0]))
             continue
@@ -153,13 +151,13 @@ def audit_shortcuts(
             SizeRow(size, float(np.mean(out == labels)), float(np.mean(out != clean)), note)
         )
     return ShortcutAudit(
-        jpeg=jpeg,
+        jpeg=probes,
         per_class=per_class,
         sizes=size_rows,
         unparsed=unparsed,
         clean_accuracy=clean_acc,
-        threshold=ev.threshold,
-        threshold_from=ev.threshold_from,
-        data=ev.where,
-        classes=list(predictor.classes),
+        threshold=decision.threshold,
+        threshold_from=decision.source,
+        data=found.where,
+        classes=predictor.classes,
     )

@@ -1,4 +1,5 @@
-"""Callbacks: per-epoch seeding, the per-epoch record (CSV, images/s), plain progress lines."""
+"""Callbacks: per-epoch seeding, the per-epoch record (CSV, images/s), plain progress lines, and
+the run's files (written by the first process only)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from realfake.data.datamodule import batch_seed
+from realfake.runs import ModelSpec, RunDir, read_json, write_json
+from realfake.runs.rundir import write_run_spec
+from realfake.train.provenance import now
+from realfake.train.tracking import MlflowTracker
 
 EPOCH_COLUMNS = (
     "epoch",
@@ -174,3 +179,104 @@ class PlainProgress(Callback):
 def _duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class RunRecorder(Callback):
+    """The run's files, written by the first process only: spec, manifest, results, tracking.
+
+    At the start of fitting it writes model.json and a manifest marked "running"
+    and opens the MLflow run; when fitting ends (or fails, or is interrupted) it records the
+    status and the training time; ``finish`` writes results.json and closes the tracking.
+    Under several processes the run directory chosen by the first one is shared with the
+    others, so every process returns the same path.
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        spec: ModelSpec,
+        manifest: dict[str, Any],
+        tracker: MlflowTracker | None,
+        tracking_params: dict[str, Any],
+        tracking_tags: dict[str, str],
+    ) -> None:
+        self.run = run
+        self.spec = spec
+        self.manifest = manifest
+        self.tracker = tracker
+        self.tracking_params = tracking_params
+        self.tracking_tags = tracking_tags
+        self.resumed = bool(manifest.get("resumed"))
+        self._started = 0.0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Processes started by a launcher named their default run directory from their own
+        # clock; the first process's choice is the one that exists.
+        self.run = RunDir(Path(trainer.strategy.broadcast(str(self.run.path), src=0)))
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        write_run_spec(self.run, self.spec)
+        self.manifest["world_size"] = trainer.world_size
+        write_json(self.run.manifest, self.manifest)
+        if self.tracker is not None:
+            self._start_tracking()
+
+    def _start_tracking(self) -> None:
+        assert self.tracker is not None
+        saved = read_json(self.run.tracking)
+        self.tracker.start(
+            self.run.name,
+            self.tracking_params,
+            self.tracking_tags,
+            run_id=saved.get("mlflow_run_id") if self.resumed else None,
+        )
+        if self.tracker.run_id:
+            write_json(
+                self.run.tracking,
+                {
+                    **saved,
+                    "mlflow_run_id": self.tracker.run_id,
+                    "tracking_uri": self.tracker.tracking_uri,
+                },
+            )
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        if self.tracker is not None:
+            self.tracker.log_epoch(row)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._ended(trainer, "interrupted" if trainer.interrupted else "finished")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._ended(
+            trainer, "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        )
+
+    def _ended(self, trainer: L.Trainer, status: str) -> None:
+        if not trainer.is_global_zero or self.manifest.get("status") != "running":
+            return
+        elapsed = time.perf_counter() - self._started if self._started else 0.0
+        self.manifest.update({"status": status, "ended": now()})
+        self.manifest["train_time_s"] = float(self.manifest.get("train_time_s", 0.0)) + elapsed
+        write_json(self.run.manifest, self.manifest)
+        if self.tracker is not None and status != "finished":
+            self.tracker.finish("FAILED" if status == "failed" else "KILLED")
+
+    def finish(self, trainer: L.Trainer, metrics: dict[str, float], classes: list[str]) -> None:
+        """results.json and the tracked figures and files (first process only)."""
+        if not trainer.is_global_zero:
+            return
+        write_json(self.run.results, {"metrics": metrics, "classes": classes})
+        if self.tracker is not None:
+            self.tracker.log_metrics(metrics)
+            run = self.run
+            self.tracker.log_artifacts([run.config, run.spec, run.manifest, run.metrics_csv])
+            self.tracker.log_artifacts([run.results])
+            if run.best.exists():
+                self.tracker.log_artifacts([run.best], "checkpoints")
+            self.tracker.finish()

@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from realfake.data import DataConfig
+from realfake.data.config import DataConfig
 from realfake.errors import ConfigError
 
 

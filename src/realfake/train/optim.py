@@ -56,10 +56,27 @@ def lr_factor(step: int, total: int, warmup: int, cfg: SchedConfig, base_lr: flo
     return 1.0
 
 
+class LinearWarmup(torch.optim.lr_scheduler.LRScheduler):
+    """Raise the rate linearly to its base over ``steps`` steps, then leave it alone.
+
+    Unlike a LambdaLR it never writes the rate after the warm-up, so an epoch-level scheduler
+    (ReduceLROnPlateau, which has no warm-up of its own) can share the optimiser with it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        self.steps = max(1, steps)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch < self.steps:
+            return [base * (self.last_epoch + 1) / self.steps for base in self.base_lrs]
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: SchedConfig, total_steps: int, steps_per_epoch: int
-) -> dict[str, Any] | None:
-    """A Lightning ``lr_scheduler`` config dict, or None for a constant rate without warm-up."""
+) -> list[dict[str, Any]]:
+    """Lightning ``lr_scheduler`` configs (none for a constant rate without warm-up)."""
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     base_lr = optimizer.param_groups[0]["lr"]
     if cfg.name == "onecycle":
@@ -74,13 +91,15 @@ def build_scheduler(
             # Momentum cycling fights Adam's betas and Nesterov alike; keep momentum fixed.
             cycle_momentum=False,
         )
-        return {"scheduler": sched, "interval": "step"}
+        return [{"scheduler": sched, "interval": "step"}]
     if cfg.name == "plateau":
-        # Warm-up for plateau is applied by the module (two schedulers cannot share one lr).
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=cfg.gamma, patience=cfg.plateau_patience
         )
-        return {"scheduler": sched, "interval": "epoch", "monitor": "val/loss"}
+        out = [{"scheduler": plateau, "interval": "epoch", "monitor": "val/loss"}]
+        if warmup > 0:
+            out.insert(0, {"scheduler": LinearWarmup(optimizer, warmup), "interval": "step"})
+        return out
     if cfg.name == "step":
         step_steps = max(1, cfg.step_size * steps_per_epoch)
 
@@ -91,11 +110,11 @@ def build_scheduler(
 
     elif cfg.name in ("cosine", "none"):
         if cfg.name == "none" and warmup == 0:
-            return None
+            return []
 
         def factor(step: int) -> float:
             return lr_factor(step, total_steps, warmup, cfg, base_lr)
 
     else:
         raise ValueError(f"unknown schedule {cfg.name!r}")
-    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
+    return [{"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}]

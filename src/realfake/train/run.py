@@ -1,44 +1,46 @@
-"""``train(config) -> TrainResult``: one training run from config to run directory and metrics."""
+"""``train(config) -> TrainResult``: one training run, from config to run directory and metrics.
+
+The steps, in order: resolve the config; build the trainer (it knows this process's rank);
+load the data; build the network and its LightningModule; prepare the run directory (the
+first process claims it with the resolved config); attach the callbacks (the first process
+records the run); fit; test the best weights; record.
+
+Nothing here touches process-wide state that outlives the call: warnings and Lightning's log
+level are changed inside the call only, the run's name travels in arguments, ranks come from
+the trainer, and a process group the call created is closed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import os
+import random
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from realfake.data import ImageDataModule
+from realfake.data.datamodule import ImageDataModule
 from realfake.errors import CheckpointError, ConfigError
+from realfake.runs import ModelSpec, RunDir, load_checkpoint, read_json, resolve_run
 from realfake.train import config as C
-from realfake.train.callbacks import EpochRecorder, PlainProgress, StepSeed
-from realfake.train.checkpoint import load_checkpoint
-from realfake.train.module import Classifier, model_from_hparams
-from realfake.train.rundir import (
-    RunDir,
-    default_run_name,
-    device_description,
-    git_state,
-    now,
-    package_versions,
-    read_json,
-    resolve_run,
-    write_json,
-)
+from realfake.train.callbacks import EpochRecorder, PlainProgress, RunRecorder, StepSeed
+from realfake.train.module import Classifier
+from realfake.train.provenance import device_description, git_state, now, package_versions
 from realfake.train.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
-# Emitted by Lightning's own internals on torch >= 2.10; nothing a user can act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @dataclass
@@ -50,54 +52,17 @@ class TrainResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     mlflow_run_id: str | None = None
+    primary: bool = True  # False in the other processes of a multi-process run
 
 
-def _precision(cfg: C.TrainerConfig) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    # bf16 autocast is the fast correct choice on recent GPUs; on a CPU without AMX it measured
-    # 0.73-0.75x the speed of fp32 (BENCHMARKS.md), so fp32 stays the CPU default.
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.accelerator != "cpu":
-        return "bf16-mixed"
-    return "32-true"
+@dataclass
+class RunPlan:
+    """The resolved config, its run directory and where a resumed run continues from."""
 
-
-def _progress(cfg: C.LoggingConfig) -> str:
-    if cfg.progress != "auto":
-        return cfg.progress
-    return "rich" if sys.stdout.isatty() else "plain"
-
-
-def _new_run_dir(cfg: C.TrainConfig) -> RunDir:
-    runs = Path(cfg.runs_dir)
-    is_child = os.environ.get("LOCAL_RANK", "0") != "0"
-    if cfg.name:
-        run = RunDir(runs / cfg.name)
-        if run.last.exists() and not is_child:
-            raise CheckpointError(
-                f"run directory {run.path} already holds a training run; resume it with "
-                f"`realfake train --resume {run.path}` or choose another name=..."
-            )
-    else:
-        base = default_run_name(cfg.model.name)
-        run = RunDir(runs / base)
-        suffix = 2
-        while run.path.exists() and not is_child:
-            run = RunDir(runs / f"{base}-{suffix}")
-            suffix += 1
-    os.environ["REALFAKE_RUN_NAME"] = run.name
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    return run
-
-
-def _tracking_tags(run: RunDir, dm: ImageDataModule, git: dict[str, Any]) -> dict[str, str]:
-    return {
-        "realfake.run_dir": str(run.path.resolve()),
-        "git_commit": str(git.get("commit")),
-        "git_dirty": str(git.get("dirty")),
-        "data_fingerprint": dm.fingerprint,
-        "classes": ",".join(dm.classes),
-    }
+    cfg: C.TrainConfig
+    run: RunDir
+    resume_from: Path | None = None  # last.ckpt of a resumed run
+    resumed: bool = False
 
 
 def train(
@@ -111,66 +76,61 @@ def train(
     ``callbacks`` are extra Lightning callbacks (a sweep's pruning, a benchmark's snapshots);
     they run after the run's own ones.
     """
-    ckpt_path: Path | None = None
-    if resume is not None:
-        runs_dir = Path(_as_obj(config).runs_dir) if config is not None else Path("runs")
-        run = resolve_run(resume, runs_dir)
-        cfg = C.to_object(C.load_file(run.config))
-        if run.last.exists():
-            ckpt_path = run.last
-        else:
-            warnings.warn(
-                f"{run.path} has no last.ckpt yet; starting it again from epoch 1", stacklevel=2
-            )
-        os.environ["REALFAKE_RUN_NAME"] = run.name
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
-    else:
-        cfg = _as_obj(config if config is not None else C.compose())
-        run = _new_run_dir(cfg)
+    cfg, resumed_run = resolve_config(config, resume)
+    distributed_before = _distributed()
+    with _quiet_lightning():
+        trainer = build_trainer(cfg)
+        _seed(cfg.seed)
+        data = ImageDataModule(cfg.data, seed=cfg.seed)
+        data.setup("fit")
+        module = build_module(cfg, data, trainer)
+        plan = prepare_run(cfg, resumed_run, primary=trainer.is_global_zero)
+        recorder, epochs, best = attach_callbacks(trainer, plan, module, data, callbacks)
+        fit(trainer, module, data, plan)
+        metrics = final_metrics(epochs.history, best, recorder.manifest)
+        metrics.update(test(trainer, module, data, plan))
+        recorder.finish(trainer, metrics, list(data.classes))
+        run = recorder.run
+        result = TrainResult(
+            run_dir=run.path,
+            metrics=metrics,
+            history=list(epochs.history),
+            classes=list(data.classes),
+            best_checkpoint=run.best if run.best.exists() else None,
+            last_checkpoint=run.last if run.last.exists() else None,
+            mlflow_run_id=recorder.tracker.run_id if recorder.tracker else None,
+            primary=trainer.is_global_zero,
+        )
+    if _distributed() and not distributed_before:
+        _close_process_group()
+    return result
 
-    # Lightning's banner lines (GPU available, tips) drown the progress lines; keep warnings.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = ImageDataModule(cfg.data, seed=cfg.seed)
-    dm.setup("fit")
-    if cfg.trainer.channels_last is None:  # resolved once, then recorded in config.yaml
-        cfg.trainer.channels_last = _pick_channels_last(cfg, list(dm.classes))
-    cfg_dict = C.to_dict(cfg)
-    module = Classifier(
-        config=cfg_dict,
-        classes=list(dm.classes),
-        mean=[float(v) for v in dm.mean],
-        std=[float(v) for v in dm.std],
-        data_fingerprint=dm.fingerprint,
-    )
 
-    git = git_state()
-    is_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-    manifest = _manifest(run, cfg, dm, git, resumed=ckpt_path is not None)
-    tracker: MlflowTracker | None = None
-    if is_zero:
-        run.config.write_text(C.to_yaml(cfg))
-        write_json(run.manifest, manifest)
-        if cfg.logging.mlflow:
-            tracker = _start_tracker(run, cfg, cfg_dict, dm, git, resumed=ckpt_path is not None)
+# --- the steps ------------------------------------------------------------------------------
 
-    progress = _progress(cfg.logging)
-    plain = PlainProgress() if progress == "plain" else None
-    sinks = [s for s in (tracker and tracker.log_epoch, plain and plain.print_epoch) if s]
-    recorder = EpochRecorder(run.metrics_csv, sinks)
-    checkpoint, own = _callbacks(cfg, run, progress)
-    all_callbacks = [recorder, *([plain] if plain else []), *own, *(callbacks or [])]
-    es = cfg.early_stopping
 
+def resolve_config(
+    config: C.TrainConfig | DictConfig | None, resume: str | Path | None
+) -> tuple[C.TrainConfig, RunDir | None]:
+    """The validated config (a resumed run's own saved one) and the run being resumed."""
+    if resume is None:
+        return _as_obj(config if config is not None else C.compose()), None
+    runs_dir = Path(_as_obj(config).runs_dir) if config is not None else Path("runs")
+    run = resolve_run(resume, runs_dir)
+    return C.to_object(C.load_file(run.config)), run
+
+
+def build_trainer(cfg: C.TrainConfig) -> L.Trainer:
+    """The Lightning trainer, before any run-specific callback (those need the run directory)."""
     t = cfg.trainer
-    log.info(
-        "settings: precision %s, channels_last %s, compile %s (auto picks what measured fastest)",
-        manifest["precision"],
-        "on" if manifest["channels_last"] else "off",
-        "on" if t.compile else "off",
-    )
-    trainer = L.Trainer(
-        default_root_dir=str(run.path),
+    progress = _progress(cfg.logging)
+    own: list[Callback] = []
+    if progress == "rich":
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        own.append(RichProgressBar(leave=True))
+    return L.Trainer(
+        default_root_dir=cfg.runs_dir,
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,
@@ -182,169 +142,94 @@ def train(
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps,
-        callbacks=all_callbacks,
-        logger=_loggers(cfg, run) or False,
+        callbacks=own,
+        logger=False,
+        # The data module shards every split itself, without the repeated images of
+        # Lightning's DistributedSampler (data/batches.py).
+        use_distributed_sampler=False,
+        enable_checkpointing=False,  # the run's own checkpoints are attached below
         enable_progress_bar=progress == "rich",
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    started = time.perf_counter()
-    status = "failed"
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-        status = "finished" if not trainer.interrupted else "interrupted"
-    finally:
-        if is_zero:
-            manifest.update({"status": status, "ended": now(), "world_size": trainer.world_size})
-            manifest["train_time_s"] = manifest.get("train_time_s", 0.0) + (
-                time.perf_counter() - started
-            )
-            write_json(run.manifest, manifest)
-            if tracker and status != "finished":
-                tracker.finish("FAILED" if status == "failed" else "KILLED")
-
-    best = run.best if run.best.exists() else None
-    if es.restore_best and best is not None:
-        # Load a real copy of the best weights from disk: a state_dict held by reference
-        # would have been overwritten by every later step (the seeds' bug).
-        state = load_checkpoint(best)["state_dict"]
-        module.load_state_dict(state)
-    metrics = _final_metrics(recorder.history, checkpoint, manifest)
-    if cfg.evaluate_test and dm.test_split is not None:
-        results = trainer.test(module, datamodule=dm, verbose=False)
-        if results:
-            metrics.update({k.replace("/", "_"): float(v) for k, v in results[0].items()})
-    if is_zero:
-        write_json(run.results, {"metrics": metrics, "classes": list(dm.classes)})
-        if tracker:
-            tracker.log_metrics(metrics)
-            tracker.log_artifacts([run.config, run.manifest, run.metrics_csv, run.results])
-            if best is not None:
-                tracker.log_artifacts([best], "checkpoints")
-            tracker.finish()
-    return TrainResult(
-        run_dir=run.path,
-        metrics=metrics,
-        history=list(recorder.history),
-        classes=list(dm.classes),
-        best_checkpoint=best,
-        last_checkpoint=run.last if run.last.exists() else None,
-        mlflow_run_id=tracker.run_id if tracker else None,
-    )
 
 
-def _pick_channels_last(cfg: C.TrainConfig, classes: list[str]) -> bool:
-    """Auto ``channels_last``: on for CUDA; on a CPU whichever layout trains this model faster.
+def prepare_run(cfg: C.TrainConfig, resumed: RunDir | None, primary: bool) -> RunPlan:
+    """The run directory: the resumed one, or a new one the first process claims.
 
-    Two timed forward+backward passes per layout on a random batch of the run's size (at most
-    128; after one warm-up), on a throw-away copy built under a forked RNG so the run's own
-    weights are the same whatever is measured. A fraction of a second for fastnet, ~20 s for
-    ResNeXt-29. Several processes (DDP) must agree on the parameters' layout, so they do not
-    time: on.
+    A new directory is claimed by creating its config.yaml exclusively (the resolved config),
+    so two trainings started together with the same ``name=`` cannot share it: the second
+    stops with an error.
+    Other processes only name it; the first process's choice reaches them when fitting starts.
     """
-    t = cfg.trainer
-    if t.accelerator not in ("auto", "cpu"):
-        return True
-    if t.accelerator == "auto" and torch.cuda.is_available():
-        return True
-    several = str(t.devices) not in ("auto", "1") or t.num_nodes > 1 or "ddp" in t.strategy
-    if several or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return True
-    size = cfg.data.image_size
-    hparams = {"model": C.to_dict(cfg)["model"], "classes": classes, "image_size": size}
-    with torch.random.fork_rng(devices=[]):
-        model = model_from_hparams(hparams)
-        x = torch.randn(min(cfg.data.batch_size, 128), 3, size, size)
-        y = torch.randint(0, len(classes), (x.shape[0],))
-        rates = {}
-        for layout in (torch.contiguous_format, torch.channels_last):
-            model = model.to(memory_format=layout)
-            xl = x.contiguous(memory_format=layout)
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                torch.nn.functional.cross_entropy(model(xl), y).backward()
-                times.append(time.perf_counter() - start)
-                model.zero_grad(set_to_none=True)
-            rates[layout] = x.shape[0] / min(times[1:])
-    pick = rates[torch.channels_last] > rates[torch.contiguous_format]
-    log.info(
-        "channels_last %s: %.0f vs %.0f img/s (forward+backward, batch %d, NHWC vs NCHW)",
-        "on" if pick else "off",
-        rates[torch.channels_last],
-        rates[torch.contiguous_format],
-        x.shape[0],
+    if resumed is not None:
+        last = resumed.last if resumed.last.exists() else None
+        if last is None:
+            warnings.warn(
+                f"{resumed.path} has no last.ckpt yet; starting it again from epoch 1",
+                stacklevel=3,
+            )
+        if primary:
+            resumed.checkpoints.mkdir(parents=True, exist_ok=True)
+        return RunPlan(cfg, resumed, last, resumed=True)
+    runs = Path(cfg.runs_dir)
+    if cfg.name:
+        run = RunDir(runs / cfg.name)
+        if primary and not _claim(run, C.to_yaml(cfg)):
+            raise CheckpointError(
+                f"run directory {run.path} already holds a training run; resume it with "
+                f"`realfake train --resume {run.path}` or choose another name=..."
+            )
+        return RunPlan(cfg, run)
+    base = f"{cfg.model.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run, suffix = RunDir(runs / base), 2
+    while primary and not _claim(run, C.to_yaml(cfg)):
+        run, suffix = RunDir(runs / f"{base}-{suffix}"), suffix + 1
+    return RunPlan(cfg, run)
+
+
+def build_module(cfg: C.TrainConfig, data: ImageDataModule, trainer: L.Trainer) -> Classifier:
+    """The network from its spec, wrapped in the LightningModule; channels_last resolved."""
+    spec = ModelSpec.from_training_config(C.to_dict(cfg), data.classes, data.mean, data.std)
+    if cfg.trainer.channels_last is None:  # resolved once, then recorded in config.yaml
+        cfg.trainer.channels_last = pick_channels_last(cfg, spec, trainer)
+    return Classifier(spec.build_model(), spec, cfg)
+
+
+def attach_callbacks(
+    trainer: L.Trainer,
+    plan: RunPlan,
+    module: Classifier,
+    data: ImageDataModule,
+    extra: list[Callback] | None,
+) -> tuple[RunRecorder, EpochRecorder, ModelCheckpoint]:
+    """Seeding, the run's record, checkpoints (best and last), early stopping, averaging."""
+    cfg, run = plan.cfg, plan.run
+    cfg_dict = C.to_dict(cfg)
+    git = git_state()
+    manifest = _manifest(plan, data, git)
+    tracker = (
+        MlflowTracker(cfg.logging.tracking_uri, cfg.logging.experiment_name)
+        if cfg.logging.mlflow and trainer.is_global_zero
+        else None
     )
-    return pick
-
-
-def _manifest(
-    run: RunDir, cfg: C.TrainConfig, dm: ImageDataModule, git: dict[str, Any], resumed: bool
-) -> dict[str, Any]:
-    """What a report needs to trust the run: code, data, seed, versions, device, times."""
-    manifest = read_json(run.manifest) if resumed else {}
-    sizes = {
-        name: len(split.labels) if split is not None else 0
-        for name, split in (
-            ("train", dm.train_split),
-            ("val", dm.val_split),
-            ("test", dm.test_split),
-        )
-    }
-    manifest.update(
-        {
-            "name": run.name,
-            "status": "running",
-            "git": git,
-            "data": {
-                "source": cfg.data.source or "embedded:cifake-mini",
-                "test_source": cfg.data.test_source,
-                "fingerprint": dm.fingerprint,
-                "classes": list(dm.classes),
-                "sizes": sizes,
-            },
-            "seed": cfg.seed,
-            "packages": package_versions(),
-            "device": device_description(),
-            "precision": _precision(cfg.trainer),
-            "channels_last": cfg.trainer.channels_last is not False,
-        }
-    )
-    manifest.setdefault("started", now())
-    if resumed:
-        manifest.setdefault("resumed", []).append(now())
-    return manifest
-
-
-def _start_tracker(
-    run: RunDir,
-    cfg: C.TrainConfig,
-    cfg_dict: dict[str, Any],
-    dm: ImageDataModule,
-    git: dict[str, Any],
-    resumed: bool,
-) -> MlflowTracker:
-    """Open the MLflow run (the same one again when resuming) and remember its id."""
-    tracking = read_json(run.tracking)
-    tracker = MlflowTracker(cfg.logging.tracking_uri, cfg.logging.experiment_name)
-    tracker.start(
-        run.name,
+    recorder = RunRecorder(
+        run,
+        module.spec,
+        manifest,
+        tracker,
         C.flatten(cfg_dict),
-        _tracking_tags(run, dm, git),
-        run_id=tracking.get("mlflow_run_id") if resumed else None,
+        {
+            "realfake.run_dir": str(run.path.resolve()),
+            "git_commit": str(git.get("commit")),
+            "git_dirty": str(git.get("dirty")),
+            "data_fingerprint": data.fingerprint,
+            "classes": ",".join(data.classes),
+        },
     )
-    if tracker.run_id:
-        write_json(
-            run.tracking,
-            {**tracking, "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri},
-        )
-    return tracker
-
-
-def _callbacks(
-    cfg: C.TrainConfig, run: RunDir, progress: str
-) -> tuple[ModelCheckpoint, list[Callback]]:
-    """Seeding, checkpoints (best and last), progress bar, early stopping, weight averaging."""
+    plain = PlainProgress() if _progress(cfg.logging) == "plain" else None
+    sinks = [recorder.log_epoch, *([plain.print_epoch] if plain else [])]
+    epochs = EpochRecorder(run.metrics_csv, sinks)
     es = cfg.early_stopping
     best = ModelCheckpoint(
         dirpath=run.checkpoints,
@@ -364,11 +249,7 @@ def _callbacks(
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks: list[Callback] = [StepSeed(cfg.seed), best, last]
-    if progress == "rich":
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
+    callbacks: list[Callback] = [recorder, epochs, *([plain] if plain else []), StepSeed(cfg.seed)]
     if es.enabled:
         callbacks.append(
             EarlyStopping(
@@ -379,30 +260,42 @@ def _callbacks(
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         callbacks.append(EMAWeightAveraging(decay=cfg.trainer.ema_decay))
-    return best, callbacks
+    # Checkpoints last: they save what the callbacks before them have updated.
+    trainer.callbacks.extend([*callbacks, *(extra or []), best, last])
+    trainer.loggers = _loggers(cfg, run)
+    return recorder, epochs, best
 
 
-def _loggers(cfg: C.TrainConfig, run: RunDir) -> list[Any]:
-    """Optional Lightning loggers (CSV and MLflow are handled by the run itself)."""
-    loggers: list[Any] = []
-    if cfg.logging.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version=""))
-    if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
-        loggers.extend(_wandb_logger(cfg, run))
-    return loggers
-
-
-def _as_obj(config: C.TrainConfig | DictConfig) -> C.TrainConfig:
-    if isinstance(config, DictConfig):
-        return C.to_object(config)
-    if isinstance(config, C.TrainConfig):
-        return C.to_object(OmegaConf.structured(config))  # validates types
-    raise ConfigError(f"train() takes a TrainConfig or DictConfig, not {type(config).__name__}")
+def fit(trainer: L.Trainer, module: Classifier, data: ImageDataModule, plan: RunPlan) -> None:
+    t = plan.cfg.trainer
+    if trainer.is_global_zero:
+        log.info(
+            "settings: precision %s, channels_last %s, compile %s (auto picks what measured "
+            "fastest)",
+            _precision(t),
+            "on" if t.channels_last else "off",
+            "on" if t.compile else "off",
+        )
+    trainer.fit(module, datamodule=data, ckpt_path=plan.resume_from, weights_only=True)
 
 
-def _final_metrics(
+def test(
+    trainer: L.Trainer, module: Classifier, data: ImageDataModule, plan: RunPlan
+) -> dict[str, float]:
+    """Test figures of the best weights on the test split (over every process), if asked."""
+    cfg = plan.cfg
+    if not cfg.evaluate_test or data.test_split is None:
+        return {}
+    best = RunDir(Path(trainer.strategy.broadcast(str(plan.run.path), src=0))).best
+    if cfg.early_stopping.restore_best and best.exists():
+        # Load a real copy of the best weights from disk: a state_dict held by reference
+        # would have been overwritten by every later step (the seeds' bug).
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
+    results = trainer.test(module, datamodule=data, verbose=False)
+    return {k.replace("/", "_"): float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def final_metrics(
     history: list[dict[str, float]], checkpoint: ModelCheckpoint, manifest: dict[str, Any]
 ) -> dict[str, float]:
     out: dict[str, float] = {"epochs": float(len(history))}
@@ -426,6 +319,122 @@ def _final_metrics(
     return out
 
 
+# --- helpers -------------------------------------------------------------------------------
+
+
+def pick_channels_last(cfg: C.TrainConfig, spec: ModelSpec, trainer: L.Trainer) -> bool:
+    """Auto ``channels_last``: on for accelerators; on a CPU whichever layout trains faster.
+
+    Two timed forward+backward passes per layout on a random batch of the run's size (at most
+    128; after one warm-up), on a throw-away copy built under a forked RNG so the run's own
+    weights are the same whatever is measured. A fraction of a second for fastnet, ~20 s for
+    ResNeXt-29. Several processes (DDP) must agree on the parameters' layout, so they do not
+    time: on.
+    """
+    if trainer.strategy.root_device.type != "cpu" or trainer.world_size > 1:
+        return True
+    size = spec.image_size
+    with torch.random.fork_rng(devices=[]):
+        model = spec.build_model()
+        x = torch.randn(min(cfg.data.batch_size, 128), 3, size, size)
+        y = torch.randint(0, len(spec.classes), (x.shape[0],))
+        rates = {}
+        for layout in (torch.contiguous_format, torch.channels_last):
+            model = model.to(memory_format=layout)
+            xl = x.contiguous(memory_format=layout)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                torch.nn.functional.cross_entropy(model(xl), y).backward()
+                times.append(time.perf_counter() - start)
+                model.zero_grad(set_to_none=True)
+            rates[layout] = x.shape[0] / min(times[1:])
+    pick = rates[torch.channels_last] > rates[torch.contiguous_format]
+    log.info(
+        "channels_last %s: %.0f vs %.0f img/s (forward+backward, batch %d, NHWC vs NCHW)",
+        "on" if pick else "off",
+        rates[torch.channels_last],
+        rates[torch.contiguous_format],
+        x.shape[0],
+    )
+    return pick
+
+
+def _claim(run: RunDir, config_yaml: str) -> bool:
+    """Create ``run``'s config.yaml exclusively (atomic); False when the run already exists."""
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    try:
+        with run.config.open("x") as fh:
+            fh.write(config_yaml)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _manifest(plan: RunPlan, data: ImageDataModule, git: dict[str, Any]) -> dict[str, Any]:
+    """What a report needs to trust the run: code, data, seed, versions, device, times."""
+    cfg = plan.cfg
+    manifest = read_json(plan.run.manifest) if plan.resumed else {}
+    manifest.update(
+        {
+            "name": plan.run.name,
+            "status": "running",
+            "git": git,
+            "data": {
+                "source": cfg.data.source or "embedded:cifake-mini",
+                "test_source": cfg.data.test_source,
+                "fingerprint": data.fingerprint,
+                "classes": list(data.classes),
+                "sizes": data.splits.sizes() if data.splits else {},
+            },
+            "seed": cfg.seed,
+            "packages": package_versions(),
+            "device": device_description(),
+            "precision": _precision(cfg.trainer),
+            "channels_last": cfg.trainer.channels_last is not False,
+        }
+    )
+    manifest.setdefault("started", now())
+    if plan.resumed:
+        manifest.setdefault("resumed", []).append(now())
+    return manifest
+
+
+def _seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (weights, dropout): the run's starting point."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _precision(cfg: C.TrainerConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    # bf16 autocast is the fast correct choice on recent GPUs; on a CPU without AMX it measured
+    # 0.73-0.75x the speed of fp32 (BENCHMARKS.md), so fp32 stays the CPU default.
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.accelerator != "cpu":
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _progress(cfg: C.LoggingConfig) -> str:
+    if cfg.progress != "auto":
+        return cfg.progress
+    return "rich" if sys.stdout.isatty() else "plain"
+
+
+def _loggers(cfg: C.TrainConfig, run: RunDir) -> list[Any]:
+    """Optional Lightning loggers (CSV and MLflow are handled by the run itself)."""
+    loggers: list[Any] = []
+    if cfg.logging.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run.path), name="tensorboard", version=""))
+    if cfg.logging.wandb and cfg.logging.wandb_mode != "disabled":
+        loggers.extend(_wandb_logger(cfg, run))
+    return loggers
+
+
 def _wandb_logger(cfg: C.TrainConfig, run: RunDir) -> list[Any]:
     try:
         from lightning.pytorch.loggers import WandbLogger
@@ -442,3 +451,41 @@ def _wandb_logger(cfg: C.TrainConfig, run: RunDir) -> list[Any]:
     except Exception as exc:  # missing package or no login: tracking must not stop training
         warnings.warn(f"Weights & Biases logging disabled: {exc}", RuntimeWarning, stacklevel=2)
         return []
+
+
+def _as_obj(config: C.TrainConfig | DictConfig) -> C.TrainConfig:
+    if isinstance(config, DictConfig):
+        return C.to_object(config)
+    if isinstance(config, C.TrainConfig):
+        return C.to_object(OmegaConf.structured(config))  # validates types
+    raise ConfigError(f"train() takes a TrainConfig or DictConfig, not {type(config).__name__}")
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Inside one call: hide Lightning's banner lines and a warning no user can act on."""
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = banner.level
+    banner.setLevel(logging.WARNING)  # "GPU available", tips: they drown the progress lines
+    try:
+        with warnings.catch_warnings():
+            # Emitted by Lightning's own internals on torch >= 2.10.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        banner.setLevel(level)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _close_process_group() -> None:
+    """Wait for every process, then close the group the run opened.
+
+    Left open, the gloo group's threads are torn down during interpreter exit, in no fixed
+    order with the rest of the process: a process could then abort with "terminate called
+    without an active exception" after a successful run.
+    """
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()

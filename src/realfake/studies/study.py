@@ -16,7 +16,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from realfake.errors import ConfigError
-from realfake.evaluate.comparison import Comparison, compare
+from realfake.studies.comparison import Comparison, compare
+from realfake.train import compose, train
 from realfake.train.config import config_dir
 
 
@@ -65,8 +66,6 @@ def arm_configs(
     study: Study, seeds: int = 1, overrides: Sequence[str] = (), runs_dir: Path | None = None
 ) -> list[tuple[str, DictConfig]]:
     """(arm, config) of every run of the study, composed (and so validated) before any trains."""
-    from realfake.train import compose
-
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: expected at least 1 seed per arm")
     out = []
@@ -88,8 +87,6 @@ def run_study(
     out_root: str | Path = "studies",
 ) -> Comparison:
     """Train every arm ``seeds`` times, evaluate each run on its test split, write the table."""
-    from realfake.train import train
-
     if not isinstance(study, Study):
         study = load_study(study)
     base = Path(out_root) / f"{study.name}-{datetime.now():%Y%m%d-%H%M%S}"

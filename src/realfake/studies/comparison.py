@@ -7,7 +7,6 @@ i.e. the best epoch by the run's monitored metric, so every column describes the
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +19,9 @@ from realfake.errors import CheckpointError
 from realfake.evaluate.evaluation import evaluate
 from realfake.evaluate.figures import plot_study_curves
 from realfake.evaluate.markup import Document, Paragraph, Table
-from realfake.train.checkpoint import resolve_checkpoint
+from realfake.inference import Predictor
+from realfake.models import count_macs, count_params
+from realfake.runs import RunDir, read_json
 
 # (column, header, format) of the comparison table, in order.
 COLUMNS = (
@@ -53,29 +54,23 @@ class Comparison:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _own_test_metrics(run: Path, reevaluate: bool) -> dict[str, Any]:
-    """The run's test-split metrics: its metrics.json when that scored this checkpoint."""
-    record = _json(run / "metrics.json")
-    checkpoint = resolve_checkpoint(run).resolve()
+def _own_test_metrics(predictor: Predictor, run: RunDir, reevaluate: bool) -> dict[str, Any]:
+    """The run's test-split metrics: its metrics.json when that scored these very weights."""
+    record = read_json(run.evaluation)
     fresh = (
         record
         and record.get("data_source") is None
         and record.get("split") == "test"
-        and Path(record.get("checkpoint", "")).resolve() == checkpoint
+        and record.get("checkpoint_sha256") == predictor.sha256
     )
     if reevaluate or not fresh:
-        return evaluate(run).metrics
+        return evaluate(predictor).metrics
     return record["metrics"]
 
 
-def _checkpoint_epoch(run: Path, config: dict[str, Any]) -> dict[str, float]:
+def _checkpoint_epoch(run: RunDir, config: dict[str, Any]) -> dict[str, float]:
     """val loss and accuracy of the epoch whose weights best.ckpt holds."""
-    path = run / "metrics.csv"
-    history = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    history = pd.read_csv(run.metrics_csv) if run.metrics_csv.is_file() else pd.DataFrame()
     es = config.get("early_stopping", {})
     column = es.get("monitor", "val/loss").replace("/", "_")
     if history.empty or column not in history or history[column].isna().all():
@@ -89,21 +84,18 @@ def _checkpoint_epoch(run: Path, config: dict[str, Any]) -> dict[str, float]:
 
 def run_row(run_dir: str | Path, reevaluate: bool = False) -> dict[str, Any]:
     """One comparison row: validation and test metrics, size, cost and speed of a run."""
-    from realfake.inference import Predictor
-    from realfake.models import count_macs, count_params
-
-    run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise CheckpointError(f"{run} is not a realfake run directory: it has no config.yaml")
-    test = _own_test_metrics(run, reevaluate)
-    predictor = Predictor.from_checkpoint(run)
+    run = RunDir(Path(run_dir))
+    if not run.is_run():
+        raise CheckpointError(f"{run.path} is not a realfake run directory: it has no config.yaml")
+    predictor = Predictor.load(run.path)
+    test = _own_test_metrics(predictor, run, reevaluate)
     config = predictor.config
-    results = _json(run / "results.json").get("metrics", {})
-    manifest = _json(run / "manifest.json")
+    results = read_json(run.results).get("metrics", {})
+    manifest = read_json(run.manifest)
     return {
         "run": run.name,
-        "path": str(run),
-        "model": config["model"]["name"],
+        "path": str(run.path),
+        "model": predictor.spec.model,
         "seed": config.get("seed"),
         **_checkpoint_epoch(run, config),
         "test_loss": test["log_loss"],
@@ -173,9 +165,9 @@ def compare(
     files["runs"] = out / "runs.csv"
     histories = {
         arm: [
-            pd.read_csv(Path(p) / "metrics.csv")
+            pd.read_csv(RunDir(Path(p)).metrics_csv)
             for p in group["path"]
-            if (Path(p) / "metrics.csv").is_file()
+            if RunDir(Path(p)).metrics_csv.is_file()
         ]
         for arm, group in runs.groupby("arm", sort=False)
     }

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from realfake.errors import ConfigError
-from realfake.evaluate import compare, load_study, run_study
-from realfake.evaluate.study import Study, arm_configs, available_studies
+from realfake.studies.comparison import compare
+from realfake.studies.study import Study, arm_configs, available_studies, load_study, run_study
 
 TABLE_HEADERS = (
     "val loss",
@@ -27,12 +27,12 @@ TABLE_HEADERS = (
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, data_cache, tiny_overrides):
-    """Two arms × 1 epoch, trained and compared once for the module."""
+    """Two arms × 1 epoch of 2 batches, trained and compared once for the module."""
     arms = {"plain": ["model.dropout=0.0"], "dropout": ["model.dropout=0.5"]}
     root = tmp_path_factory.mktemp("studies")
     return run_study(
         Study("tiny", arms, common=tiny_overrides),
-        overrides=["data.batch_size=16"],
+        overrides=["data.batch_size=16", "trainer.max_epochs=1"],
         out_root=root,
     )
 

@@ -19,9 +19,9 @@ import torch
 from PIL import Image, ImageOps
 
 from realfake.data.decode import _to_rgb, describe_failure
+from realfake.data.perturbations import Perturbation, parse_perturbation
 from realfake.data.sources import Entry, Source, open_source
 from realfake.errors import DataError
-from realfake.robustness.perturbations import Perturbation, parse_perturbation
 
 CHUNK = 512  # images read, perturbed and written at a time
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 
-from realfake.data.augment import normalize
 from realfake.data.loader import load_images
 from realfake.errors import DataError
+from realfake.explain.gradcam import gradcam
+from realfake.explain.overlay import overlay
 from realfake.inference import Predictor
-from realfake.robustness.gradcam import gradcam
-from realfake.robustness.overlay import overlay
 
 
 @dataclass
@@ -38,16 +37,20 @@ def explain(
     size: int = 256,
     limit: int | None = None,
     batch_size: int = 64,
+    tta: bool | None = None,
+    threshold: float | None = None,
     device: str = "cpu",
 ) -> list[Explained]:
     """Write ``out/<path of each image>_<class>_<probability>.png`` overlays; return what was done.
 
     ``target`` explains one class for every image (default: each image's predicted class).
+    Predictions are the predictor's (the run's TTA unless ``tta`` says otherwise; arg-max unless
+    ``threshold`` is given); the map explains the network's score for the class on the image.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.load(checkpoint, device=device)
     if target is not None and target not in predictor.classes:
         raise DataError(f"target class '{target}' is not one of {predictor.classes}")
-    data = load_images(images, predictor.image_size, predictor.resize, labelled=False)
+    data = load_images(images, predictor.image_size, predictor.spec.resize, labelled=False)
     split = next(iter(data.splits.values()))
     n = len(split) if limit is None else min(limit, len(split))
     if n == 0:
@@ -56,19 +59,18 @@ def explain(
     done: list[Explained] = []
     for start in range(0, n, batch_size):
         batch = split.images[start : min(n, start + batch_size)]
-        probs = predictor.predict_proba(batch, batch_size=batch_size)
-        predicted = probs.argmax(1)
+        probs = predictor.probabilities(batch, tta=tta, batch_size=batch_size)
+        predicted = torch.from_numpy(predictor.decide(probs, threshold))
         wanted = (
             predicted
             if target is None
             else torch.full_like(predicted, predictor.classes.index(target))
         )
-        x = normalize(batch.to(predictor.device), predictor.mean, predictor.std)
-        cams = gradcam(predictor.model, x, wanted, size=(size, size))
+        cams = gradcam(predictor.model, predictor.normalize(batch), wanted, size=(size, size))
         for i in range(batch.shape[0]):
             name = split.names[start + i]
             cls = predictor.classes[int(predicted[i])]
-            p = float(probs[i, predicted[i]])
+            p = float(probs[i, int(predicted[i])])
             explained = predictor.classes[int(wanted[i])]
             caption = f"{name}: {cls} {p:.2f}" + (
                 "" if explained == cls else f" (map: {explained})"

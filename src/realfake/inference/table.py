@@ -1,0 +1,70 @@
+"""A prediction table: one row per image file of a folder or archive, unreadable ones included.
+
+Columns: filename, label, label_index (the model's class order; CIFAKE: 0 = FAKE, 1 = REAL),
+prob_<class> per class, error (empty unless the file could not be decoded).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from realfake.data.layout import UNLABELLED
+from realfake.data.loader import SkippedImagesWarning, load_images
+from realfake.inference.predictor import Predictor
+from realfake.runs import write_text
+
+
+def prediction_table(
+    predictor: Predictor,
+    source: str | Path,
+    *,
+    batch_size: int = 256,
+    tta: bool | None = None,
+    threshold: float | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The table for every image file under ``source``; ``threshold`` None decides by arg-max.
+
+    Images are decoded by the data layer's loader (its cache and parallel decoding), at the
+    model's size and resize policy, so they are the pixels evaluation scores.
+    """
+    classes = predictor.classes
+    with warnings.catch_warnings():
+        # Each unreadable file becomes an error row below, which says more than one warning.
+        warnings.simplefilter("ignore", SkippedImagesWarning)
+        data = load_images(source, predictor.image_size, predictor.spec.resize, labelled=False)
+    split = data.splits[UNLABELLED]
+    probs = predictor.probabilities(split.images, tta=tta, batch_size=batch_size, progress=progress)
+    predicted = predictor.decide(probs, threshold)
+    good = pd.DataFrame(
+        {
+            "filename": split.names,
+            "label": [classes[i] for i in predicted.tolist()],
+            "label_index": pd.array(predicted, dtype="Int64"),
+            **{f"prob_{c}": probs[:, k] for k, c in enumerate(classes)},
+            "error": "",
+        }
+    )
+    bad = pd.DataFrame(
+        {
+            "filename": [name for name, _ in data.skipped],
+            "label": "",
+            "label_index": pd.array([pd.NA] * len(data.skipped), dtype="Int64"),
+            **{f"prob_{c}": np.full(len(data.skipped), np.nan) for c in classes},
+            "error": [reason for _, reason in data.skipped],
+        }
+    )
+    frames = [f for f in (good, bad) if len(f)]
+    table = pd.concat(frames, ignore_index=True) if frames else good
+    return table.sort_values("filename", kind="stable", ignore_index=True)
+
+
+def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
+    """The table as CSV, written atomically; empty cells where an error row has no value."""
+    path = Path(path)
+    write_text(path, table.to_csv(index=False, float_format="%.6f"))
+    return path

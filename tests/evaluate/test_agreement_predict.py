@@ -1,0 +1,105 @@
+"""The prediction CSV a user gets for a folder, and one run scored alike by every command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from realfake.errors import CheckpointError, ConfigError
+from realfake.inference import Predictor
+from realfake.inference.table import prediction_table
+from realfake.robustness.grid import robustness_report
+
+COLUMNS = ["filename", "label", "label_index", "prob_FAKE", "prob_REAL", "error"]
+
+
+def _accuracy_from_folder_names(table: pd.DataFrame) -> float:
+    good = table[table["error"] == ""]
+    truth = good["filename"].str.split("/").str[0]  # FAKE/x.jpg -> FAKE
+    return float((good["label"] == truth).mean())
+
+
+def test_prediction_csv_has_one_row_per_file_and_error_rows(tiny_run, test_folder, tmp_path):
+    from realfake.cli import main
+
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(tiny_run), str(test_folder), "--out", str(out)]) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == COLUMNS
+    assert len(rows) == 202  # 200 images and the 2 unreadable files
+    errors = {r["filename"]: r for r in rows if r["error"]}
+    assert set(errors) == {"FAKE/corrupt.jpg", "REAL/empty.jpg"}
+    for row in errors.values():
+        assert row["label"] == row["label_index"] == row["prob_FAKE"] == row["prob_REAL"] == ""
+    assert "0 bytes" in errors["REAL/empty.jpg"]["error"]
+    for row in rows:
+        if not row["error"]:
+            # CIFAKE's order, as in the checkpoint: 0 = FAKE, 1 = REAL.
+            assert row["label_index"] == {"FAKE": "0", "REAL": "1"}[row["label"]]
+            assert float(row["prob_FAKE"]) + float(row["prob_REAL"]) == pytest.approx(1, abs=1e-5)
+    assert [r["filename"] for r in rows] == sorted(r["filename"] for r in rows)
+    with pytest.raises(SystemExit):  # argparse's usage message, not a traceback
+        main(["predict", str(tiny_run), str(test_folder), "--batch-size", "0"])
+
+
+def test_evaluate_robustness_and_predict_agree_exactly(evaluated, tiny_run, test_folder, tmp_path):
+    """One run, one set of images: evaluate, the robustness grid's clean row and predict's CSV
+    with the frozen threshold give the same accuracy, at the same threshold."""
+    from realfake.cli import main
+
+    report = robustness_report(tiny_run, perturbations="blur:1")
+    assert report.threshold == evaluated.record["threshold"]
+    assert report.clean.accuracy == evaluated.metrics["accuracy"]
+    assert report.clean.roc_auc == evaluated.metrics["roc_auc"]
+    out = tmp_path / "frozen.csv"
+    args = ["predict", str(tiny_run), str(test_folder), "--threshold", "frozen", "--out", str(out)]
+    assert main(args) == 0
+    frozen = pd.read_csv(out, keep_default_na=False)
+    assert _accuracy_from_folder_names(frozen) == evaluated.metrics["accuracy"]
+    # Arg-max labels score evaluate's arg-max accuracy, which is what training tested.
+    argmax = prediction_table(Predictor.load(tiny_run), test_folder)
+    assert _accuracy_from_folder_names(argmax) == evaluated.metrics["accuracy_argmax"]
+    trained = json.loads((tiny_run / "results.json").read_text())["metrics"]
+    # (torchmetrics reports float32: equal within its precision, far below one image in 200)
+    assert evaluated.metrics["accuracy_argmax"] == pytest.approx(trained["test_acc"], abs=1e-6)
+    # The blurred images score differently: the perturbation reached the images.
+    assert report.rows[1].roc_auc != report.clean.roc_auc
+
+
+def test_the_frozen_threshold_lives_in_the_run_and_belongs_to_its_weights(
+    evaluated, tiny_run, tmp_path
+):
+    spec = json.loads((tiny_run / "model.json").read_text())
+    assert spec["threshold"]["value"] == evaluated.record["threshold"]
+    assert spec["threshold"]["tta"] is True and spec["positive_class"] == "FAKE"
+    predictor = Predictor.load(tiny_run)
+    assert predictor.frozen_threshold() == evaluated.record["threshold"]
+    with pytest.raises(ConfigError, match="flip TTA on"):
+        predictor.frozen_threshold(tta=False)
+    # A threshold chosen for other weights is never borrowed.
+    other = Path(shutil.copytree(tiny_run, tmp_path / "other"))
+    spec["threshold"]["checkpoint_sha256"] = "0" * 64
+    (other / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match="no frozen threshold"):
+        Predictor.load(other).frozen_threshold()
+
+
+def test_flattened_folder_and_tta(tiny_run, test_folder, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in (test_folder / "FAKE").glob("1*.jpg"):
+        (flat / path.name).write_bytes(path.read_bytes())
+    predictor = Predictor.load(tiny_run)
+    plain = prediction_table(predictor, flat, tta=False)
+    tta = prediction_table(predictor, flat, tta=True)
+    assert list(plain["filename"]) == sorted(p.name for p in flat.iterdir())
+    assert (plain["error"] == "").all()
+    assert not plain["prob_FAKE"].equals(tta["prob_FAKE"])  # the flipped view changes them
+    # Unasked, predict does what the run validated and tested with (trainer.flip_tta, on).
+    assert prediction_table(predictor, flat)["prob_FAKE"].equals(tta["prob_FAKE"])
