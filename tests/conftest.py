@@ -62,14 +62,23 @@ class ValAccSeen(L.Callback):
 def tiny_training(tmp_path_factory, data_cache):
     """The one training of the session: (TrainResult, the extra callback it ran with).
 
-    Tests read it and evaluate it; a test that changes the run works on a copy (``tiny_copy``).
+    It is tracked in its own MLflow store (``tiny_tracking_uri``). Tests read it and evaluate
+    it; a test that changes the run works on a copy (``tiny_copy``).
     """
     from realfake.train import compose, train
 
     runs = tmp_path_factory.mktemp("runs")
+    tracking = f"logging.tracking_uri=sqlite:///{runs / 'mlruns.db'}"
+    overrides = [*TINY, "logging.mlflow=true", tracking, f"runs_dir={runs}", "name=tiny"]
     seen = ValAccSeen()
-    result = train(compose([*TINY, f"runs_dir={runs}", "name=tiny"]), callbacks=[seen])
+    result = train(compose(overrides), callbacks=[seen])
     return result, seen
+
+
+@pytest.fixture(scope="session")
+def tiny_tracking_uri(tiny_run) -> str:
+    """The MLflow store the tiny run was tracked in."""
+    return f"sqlite:///{tiny_run.parent / 'mlruns.db'}"
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +99,14 @@ def evaluated(tiny_run):
     from realfake.evaluate.evaluation import evaluate
 
     return evaluate(tiny_run, n_resamples=200)
+
+
+@pytest.fixture(scope="session")
+def robustness(tiny_run):
+    """The robustness grid of the tiny run: JPEG, blur and noise, noise seed 1."""
+    from realfake.robustness.grid import robustness_report
+
+    return robustness_report(tiny_run, perturbations="jpeg:50,blur:1,noise:0.05", seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import pytest
 from realfake.errors import CheckpointError, ConfigError
 from realfake.inference import Predictor
 from realfake.inference.table import prediction_table
-from realfake.robustness.grid import robustness_report
 
 COLUMNS = ["filename", "label", "label_index", "prob_FAKE", "prob_REAL", "error"]
 
@@ -48,12 +47,14 @@ def test_prediction_csv_has_one_row_per_file_and_error_rows(tiny_run, test_folde
         main(["predict", str(tiny_run), str(test_folder), "--batch-size", "0"])
 
 
-def test_evaluate_robustness_and_predict_agree_exactly(evaluated, tiny_run, test_folder, tmp_path):
+def test_evaluate_robustness_and_predict_agree_exactly(
+    evaluated, robustness, tiny_run, test_folder, tmp_path
+):
     """One run, one set of images: evaluate, the robustness grid's clean row and predict's CSV
     with the frozen threshold give the same accuracy, at the same threshold."""
     from realfake.cli import main
 
-    report = robustness_report(tiny_run, perturbations="blur:1")
+    report = robustness
     assert report.threshold == evaluated.record["threshold"]
     assert report.clean.accuracy == evaluated.metrics["accuracy"]
     assert report.clean.roc_auc == evaluated.metrics["roc_auc"]
@@ -68,7 +69,7 @@ def test_evaluate_robustness_and_predict_agree_exactly(evaluated, tiny_run, test
     trained = json.loads((tiny_run / "results.json").read_text())["metrics"]
     # (torchmetrics reports float32: equal within its precision, far below one image in 200)
     assert evaluated.metrics["accuracy_argmax"] == pytest.approx(trained["test_acc"], abs=1e-6)
-    # The blurred images score differently: the perturbation reached the images.
+    # The perturbed images score differently: the perturbations reached the images.
     assert report.rows[1].roc_auc != report.clean.roc_auc
 
 

@@ -48,7 +48,12 @@ def test_vgg_without_batch_norm_equals_torchvision_vgg16() -> None:
 
 @pytest.mark.parametrize(
     ("name", "batch"),
-    [("resnet18", 2), ("resnet50", 2), ("resnext50_32x4d", 2), ("vgg16", 1)],
+    [
+        ("resnet18", 2),
+        ("resnet50", 2),
+        ("resnext50_32x4d", 2),
+        pytest.param("vgg16", 1, marks=pytest.mark.slow),  # 138M parameters at 224 px
+    ],
 )
 def test_logits_equal_torchvision_with_its_weights(name: str, batch: int) -> None:
     torch.manual_seed(0)

@@ -15,12 +15,11 @@ from realfake.robustness.grid import compare, robustness_report, write_csv
 from realfake.robustness.plot import plot_heatmap
 from realfake.robustness.scores import score
 
-GRID = "jpeg:50,blur:1,noise:0.05"
 
-
-@pytest.fixture(scope="module")
-def report(tiny_run: Path):
-    return robustness_report(tiny_run, perturbations=GRID, seed=1)
+@pytest.fixture
+def report(robustness):
+    """The tiny run's grid (conftest): jpeg:50, blur:1, noise:0.05 with noise seed 1."""
+    return robustness
 
 
 def test_report_has_clean_and_every_perturbation(report) -> None:

@@ -37,6 +37,7 @@ def study(tmp_path_factory, data_cache, tiny_overrides):
     )
 
 
+@pytest.mark.slow  # trains two runs
 def test_study_writes_one_table_with_every_arm(study):
     assert study.out_dir.name.startswith("tiny-")
     for name in ("table.md", "table.csv", "table.html", "curves.png", "runs.csv"):
@@ -67,6 +68,7 @@ def test_study_writes_one_table_with_every_arm(study):
     assert list(runs["run"]) == ["plain-s0", "dropout-s0"]
 
 
+@pytest.mark.slow
 def test_collect_mode_tabulates_finished_runs(study, tmp_path):
     runs = pd.read_csv(study.out_dir / "runs.csv")["path"].tolist()
     collected = compare(runs, tmp_path / "cmp")
@@ -77,6 +79,7 @@ def test_collect_mode_tabulates_finished_runs(study, tmp_path):
     assert (tmp_path / "cmp" / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_seeds_become_mean_and_std(study, tmp_path):
     runs = pd.read_csv(study.out_dir / "runs.csv")["path"].tolist()
     pooled = compare(runs, tmp_path / "pooled", arms=["same", "same"])

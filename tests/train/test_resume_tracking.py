@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,56 +75,52 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, data_cache):
             assert a[key] == b[key], (key, a, b)
 
 
-def test_resume_latest_picks_the_newest_run(tmp_path, data_cache):
-    base = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *RECIPE[3:]]
-    train(compose([*base, f"runs_dir={tmp_path}", "name=old"]))
-    train(compose([*base, f"runs_dir={tmp_path}", "name=new"]))
+def test_resume_latest_picks_the_newest_run(tiny_run, tmp_path):
+    import os
+
+    for name in ("old", "new"):
+        run = shutil.copytree(tiny_run, tmp_path / name)
+        # The copies keep the tiny run's config but not its tracking.
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("mlflow: true", "mlflow: false"))
+    os.utime(tmp_path / "old" / "checkpoints" / "last.ckpt", (1, 1))  # older
     # Resuming a finished run trains no more epochs and reports the same run directory.
     result = train(compose([f"runs_dir={tmp_path}"]), resume="latest")
     assert result.run_dir == tmp_path / "new"
+    assert len(result.history) == 2  # the epochs recorded before, none added
 
 
-def test_mlflow_run_is_readable_with_mlflows_client(tmp_path, data_cache):
+def test_mlflow_run_is_readable_with_mlflows_client(tiny_training, tiny_tracking_uri):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    result = train(
-        compose(
-            [
-                "trainer.max_epochs=2",
-                "trainer.limit_train_batches=2",
-                "logging.mlflow=true",
-                f"logging.tracking_uri={uri}",
-                "logging.progress=none",
-                f"runs_dir={tmp_path / 'runs'}",
-                "name=tracked",
-            ]
-        )
-    )
-    client = MlflowClient(tracking_uri=uri)
+    result, _ = tiny_training
+    client = MlflowClient(tracking_uri=tiny_tracking_uri)
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["model.name"] == "resnet18" or run.data.params["model.name"]
+    assert run.data.params["model.name"] == "fastnet"
     assert run.data.params["trainer.max_epochs"] == "2"
     assert run.data.tags["data_fingerprint"]
     assert "git_commit" in run.data.tags
     history = client.get_metric_history(run.info.run_id, "val_acc")
     assert [m.step for m in history] == [0, 1]
-    assert "test_acc" in run.data.metrics
+    assert [m.value for m in history] == pytest.approx([r["val_acc"] for r in result.history])
+    assert run.data.metrics["test_acc"] == pytest.approx(result.metrics["test_acc"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "metrics.csv", "checkpoints"} <= artifacts
+    assert {"config.yaml", "model.json", "metrics.csv", "checkpoints"} <= artifacts
 
 
-def test_tracking_failure_is_a_warning_not_a_crash(tmp_path, data_cache):
+def test_tracking_failure_is_a_warning_not_a_crash(tmp_path, tiny_overrides):
     with pytest.warns(RuntimeWarning, match="MLflow tracking disabled"):
         result = train(
             compose(
                 [
+                    *tiny_overrides,
                     "trainer.max_epochs=1",
                     "trainer.limit_train_batches=1",
+                    "trainer.limit_val_batches=1",
+                    "evaluate_test=false",
                     "logging.mlflow=true",
                     "logging.tracking_uri=nosuchscheme://nowhere",
-                    "logging.progress=none",
                     f"runs_dir={tmp_path}",
                 ]
             )
@@ -132,18 +129,20 @@ def test_tracking_failure_is_a_warning_not_a_crash(tmp_path, data_cache):
     assert result.mlflow_run_id is None
 
 
-def test_wandb_offline_mode_writes_a_local_run(tmp_path, data_cache, monkeypatch):
+@pytest.mark.slow
+def test_wandb_offline_mode_writes_a_local_run(tmp_path, tiny_overrides, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     result = train(
         compose(
             [
+                *tiny_overrides,
                 "trainer.max_epochs=1",
                 "trainer.limit_train_batches=1",
-                "logging.mlflow=false",
+                "trainer.limit_val_batches=1",
+                "evaluate_test=false",
                 "logging.wandb=true",
                 "logging.wandb_mode=offline",
-                "logging.progress=none",
                 f"runs_dir={tmp_path}",
             ]
         )

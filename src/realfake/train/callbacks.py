@@ -65,6 +65,7 @@ class EpochRecorder(Callback):
         self.csv_path = csv_path
         self.sinks = sinks
         self.history: list[dict[str, float]] = []
+        self._loaded = False
         self._t0 = 0.0
         self._train_time = 0.0
         self._images = 0
@@ -72,6 +73,16 @@ class EpochRecorder(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_train_start, not on_fit_start: only here has a resumed run restored its epoch.
+        self._load(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run that had already finished trains nothing (no on_train_start): its
+        # history is the one on disk.
+        if not self._loaded:
+            self._load(trainer)
+
+    def _load(self, trainer: L.Trainer) -> None:
+        self._loaded = True
         if not trainer.is_global_zero:
             return
         start_epoch = trainer.current_epoch
@@ -80,7 +91,7 @@ class EpochRecorder(Callback):
             with self.csv_path.open(newline="") as fh:
                 for row in csv.DictReader(fh):
                     if int(row["epoch"]) < start_epoch:
-                        kept.append({k: float(v) for k, v in row.items()})
+                        kept.append({k: float(v) if v else math.nan for k, v in row.items()})
         self.history = kept
         self._rewrite()
 
