@@ -39,9 +39,9 @@ def main() -> int:
         print(f"skipped: {args.tar} not found (the shared CIFAKE sample is not on this machine)")
         return 0
 
-    from realfake.data.loader import load_images
     from realfake.data.batches import make_loader
     from realfake.data.build import available_cpus
+    from realfake.data.loader import load_images
 
     print(f"machine: {cpu_model()}, {available_cpus()} cores, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="realfake-bench-") as cache:

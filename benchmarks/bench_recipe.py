@@ -46,7 +46,7 @@ class EpochSnapshots(L.Callback):
 
 def run_seed(seed: int, overrides: list[str], runs_dir: Path) -> dict:
     """Train one seed and score its snapshots; a seed already done in ``runs_dir`` is reused."""
-    from realfake.evaluate.evaluation import eval_images
+    from realfake.evaluate.sources import eval_images
     from realfake.inference import Predictor
     from realfake.train import compose, train
 
@@ -68,14 +68,14 @@ def run_seed(seed: int, overrides: list[str], runs_dir: Path) -> dict:
     cfg = compose(composed)
     snaps = EpochSnapshots()
     result = train(cfg, callbacks=[snaps])
-    predictor = Predictor.from_checkpoint(result.run_dir)
+    predictor = Predictor.load(result.run_dir)
     images, _, _ = eval_images(predictor, None, None)
     labels = images.split.labels.numpy()
     curve = []
     for seconds, state in snaps.snapshots:
         predictor.model.load_state_dict(state)
-        probs = predictor.predict_proba(images.split.images, 512, flip_tta=predictor.flip_tta)
-        curve.append((seconds, float((probs.argmax(1).numpy() == labels).mean())))
+        probs = predictor.probabilities(images.split.images, batch_size=512)  # the run's TTA
+        curve.append((seconds, float((probs.argmax(1) == labels).mean())))
         print(f"seed {seed}: {seconds:6.0f} s  test acc {curve[-1][1]:.4f}", flush=True)
     record = {
         "seed": seed,

@@ -47,7 +47,7 @@ def test_run_directory_holds_everything_a_report_needs(tiny_training):
     for name in ("best.ckpt", "last.ckpt"):
         ckpt = load_checkpoint(run / "checkpoints" / name)  # weights_only=True inside
         assert ckpt["model_spec"] == {**spec, "threshold": None}
-    assert result.metrics["epochs"] == 2
+    assert result.metrics["epochs"] == 2 and result.metrics["test_images"] == 200
     assert (
         result.metrics["test_acc"]
         == json.loads((run / "results.json").read_text())["metrics"]["test_acc"]
@@ -209,6 +209,26 @@ def test_demo_recipe_learns_far_above_chance(tmp_path, data_cache):
     assert result.metrics["test_acc"] >= DEMO_TEST_ACC_FLOOR
 
 
+def _odd_split_tree(root):
+    """The embedded set as train/val/test with odd val (51) and test (101) splits."""
+    import shutil
+
+    from realfake.data.embedded import embedded_data_path
+
+    source = embedded_data_path()
+    shutil.copytree(source / "train", root / "train")
+    for cls, n_val in (("FAKE", 26), ("REAL", 25)):
+        files = sorted((source / "test" / cls).glob("*.jpg"))
+        for split, chosen in (
+            ("val", files[:n_val]),
+            ("test", files[n_val : n_val + 50 + (cls == "REAL")]),
+        ):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for path in chosen:
+                shutil.copy(path, root / split / cls / path.name)
+    return root
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_reports_what_one_process_evaluates(tmp_path, data_cache):
     import os
@@ -217,6 +237,8 @@ def test_ddp_on_two_cpu_processes_reports_what_one_process_evaluates(tmp_path, d
 
     from realfake.evaluate.evaluation import evaluate
 
+    data = _odd_split_tree(tmp_path / "data")
+    runs = tmp_path / "runs"
     env = {**os.environ, "REALFAKE_CACHE": str(data_cache)}
     args = [
         "trainer.accelerator=cpu",
@@ -225,11 +247,13 @@ def test_ddp_on_two_cpu_processes_reports_what_one_process_evaluates(tmp_path, d
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=4",
         "data.batch_size=32",
-        # An eval batch that does not divide the splits: shards of unequal length.
-        "data.eval_batch_size=48",
+        f"data.source={data}",
+        # Odd splits in batches of 25: the processes' shards differ in length and in batches
+        # (val 26 + 25 images: 2 and 1 batches; test 51 + 50: 3 and 2).
+        "data.eval_batch_size=25",
         "logging.mlflow=false",
         "logging.progress=plain",
-        f"runs_dir={tmp_path}",
+        f"runs_dir={runs}",
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "realfake", "train", *args],
@@ -240,20 +264,22 @@ def test_ddp_on_two_cpu_processes_reports_what_one_process_evaluates(tmp_path, d
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # Both processes agreed on one run directory (a default name, from the first process).
-    runs = list(tmp_path.iterdir())
-    assert len(runs) == 1 and runs[0].name.startswith("fastnet-")
-    run = runs[0]
+    found = list(runs.iterdir())
+    assert len(found) == 1 and found[0].name.startswith("fastnet-")
+    run = found[0]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["world_size"] == 2
     assert len(_rows(run / "metrics.csv")) == 1
     assert proc.stdout.count("test acc") == 1  # one report, from the first process
     # The test figures cover the whole split once: exactly a one-process evaluation's.
     reported = json.loads((run / "results.json").read_text())["metrics"]
+    assert reported["test_images"] == 101  # 51 + 50, none repeated to even out the shards
     single = evaluate(run, n_resamples=0, figures=False, report=False).metrics
     assert reported["test_acc"] == pytest.approx(single["accuracy_argmax"], abs=1e-6)
     assert reported["test_loss"] == pytest.approx(single["log_loss"], rel=1e-4)
-    # Validation too: every one of the 100 validation images once, none twice.
-    val = evaluate(run, split="val", out=tmp_path.parent / "val", n_resamples=0, figures=False)
+    # Validation too: every one of the 51 validation images once.
+    val = evaluate(run, split="val", out=tmp_path / "val", n_resamples=0, figures=False)
+    assert val.record["images"] == 51
     assert float(_rows(run / "metrics.csv")[0]["val_acc"]) == pytest.approx(
         val.metrics["accuracy_argmax"], abs=1e-6
     )

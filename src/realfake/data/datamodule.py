@@ -104,10 +104,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def _shard(self) -> tuple[int, int]:
         """(rank, world size) of this process, from the trainer (1 process without one)."""
-        trainer = getattr(self, "_trainer", None)
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
+        trainer = getattr(self, "trainer", None)
+        return getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
 
     def _loader(self, split: ImageSplit | None, name: str, train: bool = False) -> DataLoader:
         if split is None:
@@ -138,12 +136,6 @@ class ImageDataModule(L.LightningDataModule):
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """Float batch normalised with the train split's per-channel mean and std."""
         return normalize(x_uint8, self.mean, self.std)
-
-    @property
-    def degrades(self) -> bool:
-        """Whether any robust-training degradation is switched on."""
-        aug = self.config.augment
-        return any(p > 0 for p in (aug.resize_prob, aug.blur_prob, aug.noise_prob, aug.jpeg_prob))
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random flip, pad-crop and robust-training degradations of a uint8 batch (uint8 out).

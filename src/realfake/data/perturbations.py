@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from realfake.errors import ConfigError
@@ -156,10 +155,19 @@ def _regroup(
     return out
 
 
+def _tv_functional():
+    """torchvision's uint8 resizing, imported on first use: importing torchvision costs ~3 s
+    (it loads its model zoo), which the predictor, a service, should not pay."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF
+
+
 def resize(
     images: torch.Tensor, scale: Level, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Shrink each image's sides by its factor (antialiased bilinear) and enlarge back."""
+    TF = _tv_functional()
     h, w = images.shape[-2:]
     return _regroup(
         images,
@@ -172,6 +180,7 @@ def crop(
     images: torch.Tensor, fraction: Level, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Keep the central part of each image and enlarge it back to the original size."""
+    TF = _tv_functional()
     h, w = images.shape[-2:]
     return _regroup(
         images,

@@ -47,6 +47,9 @@ class Classifier(L.LightningModule):
         self.train_loss = torchmetrics.MeanMetric()
         self.val_loss = torchmetrics.MeanMetric()
         self.test_loss = torchmetrics.MeanMetric()
+        # Images scored, summed over processes: each once, none repeated to even out shards.
+        self.val_images = torchmetrics.SumMetric()
+        self.test_images = torchmetrics.SumMetric()
         self._binary = n == 2
         self._compiled = False
 
@@ -77,7 +80,7 @@ class Classifier(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
         return loss
 
-    def _eval_step(self, batch, accuracy: torchmetrics.Metric, mean_loss, prefix: str) -> None:
+    def _eval_step(self, batch, accuracy, mean_loss, images, prefix: str) -> None:
         x, y = batch
         # The predictor's own function: what a run reports is what its predictor reproduces.
         probs = tta_probabilities(self, x, self.flip_tta)
@@ -85,15 +88,17 @@ class Classifier(L.LightningModule):
         bs = x.shape[0]
         accuracy(self._metric_input(probs), y)
         mean_loss(loss, weight=bs)
+        images(bs)
         shown = prefix == "val"
         self.log(f"{prefix}/loss", mean_loss, on_epoch=True, prog_bar=shown, batch_size=bs)
         self.log(f"{prefix}/acc", accuracy, on_epoch=True, prog_bar=shown, batch_size=bs)
+        self.log(f"{prefix}/images", images, on_step=False, on_epoch=True, batch_size=bs)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_acc, self.val_loss, "val")
+        self._eval_step(batch, self.val_acc, self.val_loss, self.val_images, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_acc, self.test_loss, "test")
+        self._eval_step(batch, self.test_acc, self.test_loss, self.test_images, "test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SPEC_KEY] = self.spec.to_dict()
