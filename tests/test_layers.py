@@ -120,8 +120,9 @@ def test_the_data_layer_imports_nothing_above_it() -> None:
 def test_importing_the_predictor_loads_torch_but_not_lightning() -> None:
     code = (
         "import sys, realfake.inference; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning', "
-        "'pytorch_lightning', 'mlflow', 'sklearn', 'matplotlib'}))"
+        "names = {'torch', 'torchvision', 'lightning', 'pytorch_lightning', 'mlflow', 'sklearn', "
+        "'matplotlib'}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & names))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['torch']"

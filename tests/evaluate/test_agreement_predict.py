@@ -64,7 +64,7 @@ def test_evaluate_robustness_and_predict_agree_exactly(
     frozen = pd.read_csv(out, keep_default_na=False)
     assert _accuracy_from_folder_names(frozen) == evaluated.metrics["accuracy"]
     # Arg-max labels score evaluate's arg-max accuracy, which is what training tested.
-    argmax = prediction_table(Predictor.load(tiny_run), test_folder)
+    argmax = prediction_table(Predictor.load(tiny_run), test_folder).table
     assert _accuracy_from_folder_names(argmax) == evaluated.metrics["accuracy_argmax"]
     trained = json.loads((tiny_run / "results.json").read_text())["metrics"]
     # (torchmetrics reports float32: equal within its precision, far below one image in 200)
@@ -97,10 +97,10 @@ def test_flattened_folder_and_tta(tiny_run, test_folder, tmp_path):
     for path in (test_folder / "FAKE").glob("1*.jpg"):
         (flat / path.name).write_bytes(path.read_bytes())
     predictor = Predictor.load(tiny_run)
-    plain = prediction_table(predictor, flat, tta=False)
-    tta = prediction_table(predictor, flat, tta=True)
+    plain = prediction_table(predictor, flat, tta=False).table
+    tta = prediction_table(predictor, flat, tta=True).table
     assert list(plain["filename"]) == sorted(p.name for p in flat.iterdir())
     assert (plain["error"] == "").all()
     assert not plain["prob_FAKE"].equals(tta["prob_FAKE"])  # the flipped view changes them
     # Unasked, predict does what the run validated and tested with (trainer.flip_tta, on).
-    assert prediction_table(predictor, flat)["prob_FAKE"].equals(tta["prob_FAKE"])
+    assert prediction_table(predictor, flat).table["prob_FAKE"].equals(tta["prob_FAKE"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realfake.atomic import check_writable_file
 from realfake.cli._common import add_inference_arguments
 from realfake.errors import ConfigError
 
@@ -21,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or .ckpt file")
     p.add_argument("path", metavar="PATH", help="images to label (any layout; folders ignored)")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (predictions.csv)")
+    p.add_argument(
+        "--force", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     add_inference_arguments(p)
     p.add_argument(
         "--threshold",
@@ -50,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from realfake.inference import Predictor
     from realfake.inference.table import prediction_table, write_predictions
 
+    # Checked before any inference: an unwritable or existing --out fails in a second, not after.
+    out = check_writable_file(args.out, force=args.force, what="--out")
     predictor = Predictor.load(args.checkpoint)
-    table = prediction_table(
+    predictions = prediction_table(
         predictor,
         args.path,
         batch_size=args.batch_size,
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         threshold=_threshold(args.threshold, predictor, args.tta),
         progress=sys.stderr.isatty(),
     )
-    path = write_predictions(table, args.out)
+    table = predictions.table
+    path = write_predictions(table, out)
     errors = table["error"] != ""
     counts = table.loc[~errors, "label"].value_counts()
     summary = ", ".join(f"{n} {label}" for label, n in counts.items())
@@ -68,4 +75,10 @@ def run(args: argparse.Namespace) -> int:
         shown = "; ".join(table.loc[errors, "filename"].head(5))
         more = f" and {int(errors.sum()) - 5} more" if errors.sum() > 5 else ""
         print(f"{int(errors.sum())} files could not be read (error rows): {shown}{more}")
+    ignored = predictions.ignored
+    if ignored:
+        shown = "; ".join(ignored[:5]) + (
+            f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+        )
+        print(f"{len(ignored)} files are not images by their extension and were left out: {shown}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--resume continues the run's saved config; drop the overrides {extra}"
             )
-    result = train(cfg, resume=resume)
+    from realfake.errors import TrainingInterrupted
+
+    try:
+        result = train(cfg, resume=resume)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     if result.primary:  # the other processes of a DDP run have nothing of their own to say
         print_result(result)
     return 0
@@ -68,6 +75,5 @@ def print_result(result) -> None:
     if result.best_checkpoint:
         print(f"best checkpoint: {result.best_checkpoint}")
     if result.mlflow_run_id:
-        print(
-            f"mlflow run {result.mlflow_run_id} (mlflow ui --backend-store-uri sqlite:///mlruns.db)"
-        )
+        browse = f"mlflow ui --backend-store-uri {result.tracking_uri}"
+        print(f"mlflow run {result.mlflow_run_id} ({browse})")

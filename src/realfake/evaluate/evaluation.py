@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from realfake.atomic import check_writable_dir
 from realfake.evaluate import figures as F
 from realfake.evaluate.bootstrap import bootstrap_ci
 from realfake.evaluate.metrics import classification_metrics
@@ -59,6 +60,10 @@ def evaluate(
     predictor = run_or_ckpt if isinstance(run_or_ckpt, Predictor) else Predictor.load(run_or_ckpt)
     tta = predictor.resolve_tta(tta)  # None: as the run validated and tested
     run = predictor.run
+    if out is not None:  # checked before any inference: a bad --out fails at once
+        check_writable_dir(out, "--out")
+    elif run is not None:
+        check_writable_dir(run.path, "run directory")
     images, splits, why_no_data = eval_images(predictor, data, split)
     decision = validation_decision(
         predictor, splits, why_no_data, tta=tta, criterion=criterion, batch_size=batch_size

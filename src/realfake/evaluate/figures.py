@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
+from realfake.atomic import replacing
 from realfake.evaluate.metrics import ECE_BINS
 from realfake.inference.decision import decide
 
@@ -27,8 +28,8 @@ MISTAKE_PIXELS = 128
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    with replacing(path) as tmp:  # never half a PNG in place of the previous one
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
     return path
 
 

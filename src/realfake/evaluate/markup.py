@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Protocol
 
+from realfake.atomic import write_text
+
 Cell = str | int | float | None
 
 _STYLE = (
@@ -127,7 +129,6 @@ class Document:
 
     def write(self, md_path: Path) -> Path:
         """Write ``md_path`` and its HTML twin (same stem); returns the Markdown path."""
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(self.markdown())
-        md_path.with_suffix(".html").write_text(self.html())
+        write_text(md_path, self.markdown())
+        write_text(md_path.with_suffix(".html"), self.html())
         return md_path

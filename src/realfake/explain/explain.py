@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from realfake.atomic import check_writable_dir, replacing
 from realfake.data.loader import load_images
 from realfake.errors import DataError
 from realfake.explain.gradcam import gradcam
@@ -22,10 +23,20 @@ class Explained:
     probability: float  # of the predicted class
     target: str  # the class the map explains
     path: Path  # the overlay written
+    renamed: bool = False  # its natural name was taken by another image's overlay
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^\w.()+-]+", "_", text).strip("_") or "image"
+
+
+def _distinct(path: Path, taken: set[Path]) -> Path:
+    """``path``, or ``NAME__2.png``, ``NAME__3.png``... if an earlier overlay took it."""
+    candidate, k = path, 2
+    while candidate in taken:
+        candidate, k = path.with_name(f"{path.stem}__{k}{path.suffix}"), k + 1
+    taken.add(candidate)
+    return candidate
 
 
 def explain(
@@ -55,8 +66,9 @@ def explain(
     n = len(split) if limit is None else min(limit, len(split))
     if n == 0:
         raise DataError(f"found no images in {images}")
-    out = Path(out)
+    out = check_writable_dir(out, "--out")
     done: list[Explained] = []
+    taken: set[Path] = set()  # images whose safe names collide keep distinct overlays
     for start in range(0, n, batch_size):
         batch = split.images[start : min(n, start + batch_size)]
         probs = predictor.probabilities(batch, tta=tta, batch_size=batch_size)
@@ -76,8 +88,9 @@ def explain(
                 "" if explained == cls else f" (map: {explained})"
             )
             stem = Path(name)
-            path = out / stem.parent / f"{_safe(stem.stem)}_{cls}_{p:.2f}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            overlay(batch[i], cams[i], size, caption=caption).save(path)
-            done.append(Explained(name, cls, p, explained, path))
+            natural = out / stem.parent / f"{_safe(stem.stem)}_{cls}_{p:.2f}.png"
+            path = _distinct(natural, taken)
+            with replacing(path) as tmp:
+                overlay(batch[i], cams[i], size, caption=caption).save(tmp, format="PNG")
+            done.append(Explained(name, cls, p, explained, path, renamed=path != natural))
     return done

@@ -7,15 +7,22 @@ prob_<class> per class, error (empty unless the file could not be decoded).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from realfake.atomic import write_text
 from realfake.data.layout import UNLABELLED
 from realfake.data.loader import SkippedImagesWarning, load_images
 from realfake.inference.predictor import Predictor
-from realfake.runs import write_text
+
+
+@dataclass
+class Predictions:
+    table: pd.DataFrame  # one row per image file, sorted by file name
+    ignored: list[str]  # files left out because their extension is not an image's
 
 
 def prediction_table(
@@ -26,7 +33,7 @@ def prediction_table(
     tta: bool | None = None,
     threshold: float | None = None,
     progress: bool = False,
-) -> pd.DataFrame:
+) -> Predictions:
     """The table for every image file under ``source``; ``threshold`` None decides by arg-max.
 
     Images are decoded by the data layer's loader (its cache and parallel decoding), at the
@@ -60,7 +67,8 @@ def prediction_table(
     )
     frames = [f for f in (good, bad) if len(f)]
     table = pd.concat(frames, ignore_index=True) if frames else good
-    return table.sort_values("filename", kind="stable", ignore_index=True)
+    table = table.sort_values("filename", kind="stable", ignore_index=True)
+    return Predictions(table, list(getattr(data, "ignored_files", [])))
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from realfake.atomic import replacing
 from realfake.data.perturbations import Perturbation, parse_grid
 from realfake.evaluate.sources import eval_images, validation_decision
 from realfake.inference import Predictor
@@ -185,8 +186,7 @@ def write_csv(
 ) -> Path:
     """Write dict rows (keys ``fields``, default the first row's) to ``path``; returns it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with replacing(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fields or (records[0] if records else [])))
         writer.writeheader()
         writer.writerows(records)

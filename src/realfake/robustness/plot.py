@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realfake.atomic import replacing
 from realfake.robustness.grid import RobustnessReport
 from realfake.robustness.scores import METRICS
 
@@ -40,7 +41,7 @@ def plot_heatmap(report: RobustnessReport, path: str | Path, title: str | None =
     fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
     return path

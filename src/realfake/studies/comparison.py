@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from realfake.atomic import write_text
 from realfake.errors import CheckpointError
 from realfake.evaluate.evaluation import evaluate
 from realfake.evaluate.figures import plot_study_curves
@@ -132,7 +133,7 @@ def write_tables(table: pd.DataFrame, out_dir: Path, title: str, note: str = "")
     """table.csv (numbers), table.md and table.html (mean ± std as text)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "table.csv"
-    table.to_csv(csv_path, index=False, float_format="%.6g")
+    write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
     header = ["arm", "seeds", *(h for _, h, _ in COLUMNS)]
     rows = [
         [row["arm"], int(row["seeds"]), *(_cell(row, c, f) for c, _, f in COLUMNS)]
@@ -161,7 +162,7 @@ def compare(
     runs.insert(0, "arm", arms if arms is not None else runs["run"])
     table = summarise(runs)
     files = write_tables(table, out, title, note)
-    runs.to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
     files["runs"] = out / "runs.csv"
     histories = {
         arm: [

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from realfake.atomic import replacing
 from realfake.data.datamodule import batch_seed
 from realfake.runs import ModelSpec, RunDir, read_json, write_json
 from realfake.runs.rundir import write_run_spec
@@ -96,13 +97,11 @@ class EpochRecorder(Callback):
         self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
+        with replacing(self.csv_path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=EPOCH_COLUMNS)
             writer.writeheader()
             for row in self.history:
                 writer.writerow({k: _fmt(row[k]) for k in EPOCH_COLUMNS})
-        tmp.replace(self.csv_path)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -218,6 +217,7 @@ class RunRecorder(Callback):
         self.tracking_params = tracking_params
         self.tracking_tags = tracking_tags
         self.resumed = bool(manifest.get("resumed"))
+        self.interrupted = False  # Ctrl-C or SIGTERM ended the fit
         self._started = 0.0
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -264,15 +264,23 @@ class RunRecorder(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        self._ended(
-            trainer, "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        )
+        # SIGTERMException is Lightning's answer to SIGTERM (a SystemExit).
+        self.interrupted = isinstance(exception, (KeyboardInterrupt, SystemExit))
+        error = None if self.interrupted else f"{type(exception).__name__}: {exception}"
+        self._ended(trainer, "interrupted" if self.interrupted else "failed", error)
 
-    def _ended(self, trainer: L.Trainer, status: str) -> None:
+    def _ended(self, trainer: L.Trainer, status: str, error: str | None = None) -> None:
         if not trainer.is_global_zero or self.manifest.get("status") != "running":
             return
         elapsed = time.perf_counter() - self._started if self._started else 0.0
-        self.manifest.update({"status": status, "ended": now()})
+        if status == "failed" and self.manifest.get("previous_status") == "finished":
+            # A failed resume of a finished run leaves the run as it was: finished.
+            self.manifest.update({"status": "finished", "last_resume_error": error})
+        else:
+            self.manifest.update({"status": status, "ended": now()})
+            self.manifest.pop("error", None)
+            if error:
+                self.manifest["error"] = error
         self.manifest["train_time_s"] = float(self.manifest.get("train_time_s", 0.0)) + elapsed
         write_json(self.run.manifest, self.manifest)
         if self.tracker is not None and status != "finished":

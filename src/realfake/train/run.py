@@ -16,7 +16,9 @@ import contextlib
 import logging
 import math
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,11 +31,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from realfake.data.datamodule import ImageDataModule
-from realfake.errors import CheckpointError, ConfigError
+from realfake.errors import CheckpointError, ConfigError, TrainingInterrupted
 from realfake.runs import ModelSpec, RunDir, load_checkpoint, read_json, resolve_run
+from realfake.runs.lock import RunLock
 from realfake.train import config as C
 from realfake.train.callbacks import EpochRecorder, PlainProgress, RunRecorder, StepSeed
 from realfake.train.module import Classifier
@@ -52,6 +56,7 @@ class TrainResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
     primary: bool = True  # False in the other processes of a multi-process run
 
 
@@ -63,6 +68,7 @@ class RunPlan:
     run: RunDir
     resume_from: Path | None = None  # last.ckpt of a resumed run
     resumed: bool = False
+    lock: RunLock | None = None  # held by the first process for the life of the training
 
 
 def train(
@@ -78,29 +84,35 @@ def train(
     """
     cfg, resumed_run = resolve_config(config, resume)
     distributed_before = _distributed()
-    with _quiet_lightning():
-        trainer = build_trainer(cfg)
-        _seed(cfg.seed)
-        data = ImageDataModule(cfg.data, seed=cfg.seed)
-        data.setup("fit")
-        module = build_module(cfg, data, trainer)
-        plan = prepare_run(cfg, resumed_run, primary=trainer.is_global_zero)
-        recorder, epochs, best = attach_callbacks(trainer, plan, module, data, callbacks)
-        fit(trainer, module, data, plan)
-        metrics = final_metrics(epochs.history, best, recorder.manifest)
-        metrics.update(test(trainer, module, data, plan))
-        recorder.finish(trainer, metrics, list(data.classes))
-        run = recorder.run
-        result = TrainResult(
-            run_dir=run.path,
-            metrics=metrics,
-            history=list(epochs.history),
-            classes=list(data.classes),
-            best_checkpoint=run.best if run.best.exists() else None,
-            last_checkpoint=run.last if run.last.exists() else None,
-            mlflow_run_id=recorder.tracker.run_id if recorder.tracker else None,
-            primary=trainer.is_global_zero,
-        )
+    plan: RunPlan | None = None
+    try:
+        with _quiet_lightning():
+            trainer = build_trainer(cfg)
+            _seed(cfg.seed)
+            data = ImageDataModule(cfg.data, seed=cfg.seed)
+            data.setup("fit")
+            module = build_module(cfg, data, trainer)
+            plan = prepare_run(cfg, resumed_run, primary=trainer.is_global_zero)
+            recorder, epochs, best = attach_callbacks(trainer, plan, module, data, callbacks)
+            fit(trainer, module, data, plan, recorder)
+            metrics = final_metrics(epochs.history, best, recorder.manifest)
+            metrics.update(test(trainer, module, data, plan))
+            recorder.finish(trainer, metrics, list(data.classes))
+            run = recorder.run
+            result = TrainResult(
+                run_dir=run.path,
+                metrics=metrics,
+                history=list(epochs.history),
+                classes=list(data.classes),
+                best_checkpoint=run.best if run.best.exists() else None,
+                last_checkpoint=run.last if run.last.exists() else None,
+                mlflow_run_id=recorder.tracker.run_id if recorder.tracker else None,
+                tracking_uri=recorder.tracker.tracking_uri if recorder.tracker else None,
+                primary=trainer.is_global_zero,
+            )
+    finally:
+        if plan is not None and plan.lock is not None:
+            plan.lock.release()
     if _distributed() and not distributed_before:
         _close_process_group()
     return result
@@ -155,37 +167,64 @@ def build_trainer(cfg: C.TrainConfig) -> L.Trainer:
 
 
 def prepare_run(cfg: C.TrainConfig, resumed: RunDir | None, primary: bool) -> RunPlan:
-    """The run directory: the resumed one, or a new one the first process claims.
+    """The run directory, owned by the first process for the life of the training.
 
-    A new directory is claimed by creating its config.yaml exclusively (the resolved config),
-    so two trainings started together with the same ``name=`` cannot share it: the second
-    stops with an error.
-    Other processes only name it; the first process's choice reaches them when fitting starts.
+    A new directory is claimed by taking its lock, then creating its config.yaml exclusively;
+    a resumed one by taking its lock and checking that its last checkpoint can be read (a
+    damaged one stops here, before the run's files change). Two trainings with the same
+    ``name=`` cannot share a directory: the second stops with one sentence. Other processes
+    only name it; the first process's choice reaches them when fitting starts.
     """
     if resumed is not None:
-        last = resumed.last if resumed.last.exists() else None
-        if last is None:
-            warnings.warn(
-                f"{resumed.path} has no last.ckpt yet; starting it again from epoch 1",
-                stacklevel=3,
-            )
-        if primary:
-            resumed.checkpoints.mkdir(parents=True, exist_ok=True)
-        return RunPlan(cfg, resumed, last, resumed=True)
+        return _plan_resume(cfg, resumed, primary)
     runs = Path(cfg.runs_dir)
     if cfg.name:
+        _check_name(cfg.name)
         run = RunDir(runs / cfg.name)
-        if primary and not _claim(run, C.to_yaml(cfg)):
+        if not primary:
+            return RunPlan(cfg, run)
+        lock = _claim(run, C.to_yaml(cfg))
+        if lock is None:
             raise CheckpointError(
                 f"run directory {run.path} already holds a training run; resume it with "
                 f"`realfake train --resume {run.path}` or choose another name=..."
             )
-        return RunPlan(cfg, run)
+        return RunPlan(cfg, run, lock=lock)
     base = f"{cfg.model.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run, suffix = RunDir(runs / base), 2
-    while primary and not _claim(run, C.to_yaml(cfg)):
+    if not primary:
+        return RunPlan(cfg, run)
+    while (lock := _claim(run, C.to_yaml(cfg), fresh=True)) is None:
         run, suffix = RunDir(runs / f"{base}-{suffix}"), suffix + 1
-    return RunPlan(cfg, run)
+    return RunPlan(cfg, run, lock=lock)
+
+
+def _plan_resume(cfg: C.TrainConfig, run: RunDir, primary: bool) -> RunPlan:
+    last = run.last if run.last.exists() else None
+    if not primary:
+        return RunPlan(cfg, run, last, resumed=True)
+    lock = RunLock(run.path)
+    lock.acquire()
+    try:
+        if last is None:
+            warnings.warn(
+                f"{run.path} has no last.ckpt yet; starting it again from epoch 1", stacklevel=4
+            )
+        else:
+            load_checkpoint(last)  # a truncated or foreign file stops here, nothing changed
+    except BaseException:
+        lock.release()
+        raise
+    return RunPlan(cfg, run, last, resumed=True, lock=lock)
+
+
+def _check_name(name: str) -> None:
+    """``name=`` names a folder inside ``runs_dir``, never a path elsewhere."""
+    if name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ConfigError(
+            f"bad value for config key 'name': {name!r}; expected a folder name inside "
+            "runs_dir (no '/', '..' or absolute path); set runs_dir= to choose the parent"
+        )
 
 
 def build_module(cfg: C.TrainConfig, data: ImageDataModule, trainer: L.Trainer) -> Classifier:
@@ -266,7 +305,14 @@ def attach_callbacks(
     return recorder, epochs, best
 
 
-def fit(trainer: L.Trainer, module: Classifier, data: ImageDataModule, plan: RunPlan) -> None:
+def fit(
+    trainer: L.Trainer,
+    module: Classifier,
+    data: ImageDataModule,
+    plan: RunPlan,
+    recorder: RunRecorder,
+) -> None:
+    """Train; Ctrl-C and SIGTERM end it as "interrupted" and raise TrainingInterrupted."""
     t = plan.cfg.trainer
     if trainer.is_global_zero:
         log.info(
@@ -276,7 +322,18 @@ def fit(trainer: L.Trainer, module: Classifier, data: ImageDataModule, plan: Run
             "on" if t.channels_last else "off",
             "on" if t.compile else "off",
         )
-    trainer.fit(module, datamodule=data, ckpt_path=plan.resume_from, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=plan.resume_from, weights_only=True)
+    except SIGTERMException:
+        raise TrainingInterrupted(recorder.run.path, "SIGTERM") from None
+    except SystemExit:
+        # Lightning answers Ctrl-C by tearing down, ignoring SIGINT from then on and calling
+        # sys.exit(1): give Ctrl-C back its usual meaning, and say what happened.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if recorder.interrupted:
+            raise TrainingInterrupted(recorder.run.path, "SIGINT") from None
+        raise
 
 
 def test(
@@ -360,21 +417,38 @@ def pick_channels_last(cfg: C.TrainConfig, spec: ModelSpec, trainer: L.Trainer) 
     return pick
 
 
-def _claim(run: RunDir, config_yaml: str) -> bool:
-    """Create ``run``'s config.yaml exclusively (atomic); False when the run already exists."""
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
+def _claim(run: RunDir, config_yaml: str, fresh: bool = False) -> RunLock | None:
+    """Lock ``run`` and create its config.yaml exclusively; None when the run already exists.
+
+    ``fresh``: the folder itself must be new (default names never reuse a folder). A lock held
+    by a live training raises RunInUseError.
+    """
+    if fresh:
+        try:
+            run.path.mkdir(parents=True)
+        except FileExistsError:
+            return None
+    lock = RunLock(run.path)
+    lock.acquire()
     try:
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
         with run.config.open("x") as fh:
             fh.write(config_yaml)
     except FileExistsError:
-        return False
-    return True
+        lock.release()
+        return None
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _manifest(plan: RunPlan, data: ImageDataModule, git: dict[str, Any]) -> dict[str, Any]:
     """What a report needs to trust the run: code, data, seed, versions, device, times."""
     cfg = plan.cfg
     manifest = read_json(plan.run.manifest) if plan.resumed else {}
+    if plan.resumed:
+        manifest["previous_status"] = manifest.get("status")
     manifest.update(
         {
             "name": plan.run.name,

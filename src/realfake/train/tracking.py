@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,9 @@ class MlflowTracker:
         """Open (or reopen, when resuming) the MLflow run; returns its id."""
 
         def _start() -> str:
-            import mlflow
             from mlflow.tracking import MlflowClient
 
-            # Quieten alembic's migration chatter on the first use of a new SQLite store.
-            for noisy in ("alembic", "mlflow.store.db.utils"):
-                logging.getLogger(noisy).setLevel(logging.WARNING)
-            mlflow.set_tracking_uri(self.tracking_uri)
+            _probe(self.tracking_uri)  # an unusable store fails here, in seconds, not retries
             client = MlflowClient(tracking_uri=self.tracking_uri)
             exp = client.get_experiment_by_name(self.experiment)
             exp_id = (
@@ -82,7 +79,8 @@ class MlflowTracker:
             self._client = client
             return rid
 
-        self.run_id = self._guard("start a run", _start)
+        with _quiet("alembic", "mlflow.store.db.utils"):  # a new SQLite store's migrations
+            self.run_id = self._guard("start a run", _start)
         return self.run_id
 
     def log_epoch(self, row: dict[str, float]) -> None:
@@ -128,6 +126,52 @@ class MlflowTracker:
         if self.run_id is None:
             return
         self._guard("close the run", lambda: self._client.set_terminated(self.run_id, status))
+
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def _probe(tracking_uri: str) -> None:
+    """Raise at once if the store cannot be used: a server that does not answer within a few
+    seconds (MLflow's own client would retry for about 100 s), or a local store's folder that
+    cannot be written."""
+    scheme = tracking_uri.split(":", 1)[0].lower() if ":" in tracking_uri else "file"
+    if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S)
+        except urllib.error.HTTPError:
+            return  # it answered: a server is there (its health route may differ)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConnectionError(f"no tracking server answers ({reason})") from None
+    elif scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        from realfake.atomic import check_writable_dir
+
+        check_writable_dir(Path(tracking_uri[len("sqlite:///") :]).parent, "tracking store folder")
+    elif scheme == "file" or "://" not in tracking_uri:
+        from realfake.atomic import check_writable_dir
+
+        local = (
+            tracking_uri[len("file://") :] if tracking_uri.startswith("file://") else tracking_uri
+        )
+        check_writable_dir(Path(local), "tracking store folder")
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Raise these loggers to WARNING inside the block only."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _artifact_location(tracking_uri: str) -> str | None:
