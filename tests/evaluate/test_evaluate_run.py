@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from realfake.data.embedded import embedded_data_path
-from realfake.errors import CheckpointError, DataError
+from realfake.errors import CheckpointError, ConfigError, DataError
 from realfake.evaluate.evaluation import evaluate
 from realfake.evaluate.report import write_report
 
@@ -78,7 +78,7 @@ def test_zero_resamples_skips_the_interval_and_keeps_the_report(tiny_run, tmp_pa
     assert result.metrics["ci"] is None
     text = result.report.read_text()
     assert "CI (not computed: 0 resamples)" in text and "Test accuracy" in text
-    with pytest.raises(ValueError, match="n_resamples=-1"):
+    with pytest.raises(ConfigError, match="n_resamples=-1"):
         evaluate(run, figures=False, report=False, n_resamples=-1)
 
 

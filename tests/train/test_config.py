@@ -35,7 +35,12 @@ def test_every_shipped_experiment_composes(name):
 @pytest.mark.parametrize(
     "group,name", [(g, n) for g in C.GROUPS for n in C.available(g)], ids=lambda v: str(v)
 )
-def test_every_group_file_composes(group, name):
+def test_every_group_file_composes(group, name, monkeypatch):
+    import torch
+
+    # trainer=gpu asks for a GPU: compose it as on a machine that has one.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     C.compose([f"{group}={name}"])
 
 
@@ -103,3 +108,165 @@ def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
         C.compose(["model.options.image_size=64"])
     with pytest.raises(ConfigError, match=r"model\.options\.depth.*'fastnet' takes pool, width"):
         C.compose(["model.options.depth=3"])
+
+
+# --- strict values: one sentence naming the key and what would fit ---------------------------
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("trainer.max_epochs=abc", "'trainer.max_epochs' (command line): 'abc' is not an integer"),
+        ("trainer.max_epochs=1.5", "'1.5' is not an integer"),
+        ("optim.lr=fast", "'optim.lr' (command line): 'fast' is not a number"),
+        ("trainer.gradient_clip_val=x", "'x' is not a number or null"),
+        ("data.augment.flip=maybe", "'data.augment.flip' (command line): 'maybe' is not true or"),
+        ("data.augment.flip=yes", "'yes' is not true or false"),  # YAML 1.1 words refused
+        ("trainer.channels_last=on", "'on' is not true, false or null"),
+        ("optim.betas=abc", "'optim.betas' (command line): 'abc' is not a list"),
+        ("data.augment=x", "'data.augment' (command line) is a section, not a value"),
+        ("model.options=abc", "'model.options' (command line): 'abc' is not a mapping"),
+        ("trainer..x=1", "'trainer..x' is not a config key"),
+        ("optim.betas.0=0.8", "a list is set whole"),
+        ("optim.betas=[0.9,", "could not parse the value of config key 'optim.betas'"),
+        ("name=${nowhere}", "config key 'name' cannot be resolved"),
+        ("trainer.devices=0", "'trainer.devices': 0; expected a count >= 1"),
+        ("trainer.devices=many", "'trainer.devices': 'many'"),
+        ("trainer.accelerator=gpux", "'trainer.accelerator': 'gpux'; allowed: auto, cpu, gpu"),
+        (
+            "data.augment={crop_padding: x}",
+            "'data.augment.crop_padding' (command line): 'x' is not",
+        ),
+    ],
+)
+def test_bad_values_name_the_key_and_the_expected_type(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        C.compose([override])
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override,value",
+    [
+        ("data.augment.flip=TRUE", True),
+        ("data.augment.flip=False", False),
+        ("data.augment.flip=0", False),
+        ("trainer.channels_last=null", None),
+    ],
+)
+def test_booleans_accept_true_false_and_1_0(override, value):
+    key = override.partition("=")[0]
+    assert OmegaConf.select(C.compose([override]), key) is value
+
+
+def test_model_options_are_checked_against_the_builders_defaults():
+    with pytest.raises(ConfigError) as err:
+        C.compose(["model.options.width=abc"])
+    assert str(err.value) == (
+        "bad value for config key 'model.options.width': 'abc' is not an integer "
+        "(model 'fastnet' takes width as an integer, default 32)"
+    )
+    with pytest.raises(ConfigError, match=r"model\.options\.width.*4\.5 is not an integer"):
+        C.compose(["model.options.width=4.5"])
+    with pytest.raises(ConfigError, match=r"model\.options\.pool.*1 is not a string"):
+        C.compose(["model.options.pool=1"])
+    for bad in ("maybe", "yes", "2", "1.0"):
+        with pytest.raises(ConfigError, match=rf"model\.options\.batch_norm.*'{bad}' is not true"):
+            C.compose(["model=vgg16", f"model.options.batch_norm={bad}"])
+    for text, value in (("false", False), ("TRUE", True), ("0", False), ("1", True)):
+        cfg = C.compose(["model=vgg16", f"model.options.batch_norm={text}"])
+        assert cfg.model.options.batch_norm is value  # 1/0 become booleans
+    assert C.compose(["model.options.width=48"]).model.options.width == 48
+
+
+def test_model_options_in_a_yaml_file_are_type_checked(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  name: vgg11\n  options:\n    batch_norm: maybe\n")
+    with pytest.raises(ConfigError, match=r"model\.options\.batch_norm.*'maybe' is not true"):
+        C.load_file(path)
+
+
+# --- group choices ----------------------------------------------------------------------
+
+
+def test_model_choice_takes_any_registered_model_without_a_file():
+    assert "resnet34" not in C.available("model")
+    cfg = C.compose(["model=resnet34"])
+    assert cfg.model.name == "resnet34"
+    assert C.compose(["model=vgg16"]).model.name == "vgg16"  # a file still wins
+
+
+def test_unknown_model_lists_the_registered_ones_with_a_hint():
+    from realfake.models import list_models
+
+    with pytest.raises(ConfigError) as err:
+        C.compose(["model=resnet35"])
+    msg = str(err.value)
+    assert msg.startswith("no model named 'resnet35' (model=resnet35); did you mean ")
+    assert "resnet34" in msg.split("?")[0]
+    assert msg.endswith(", ".join(list_models()))
+    with pytest.raises(ConfigError, match=r"'model\.name': unknown model 'resnet35'"):
+        C.compose(["model.name=resnet35"])  # checked even without model.options
+
+
+def test_unknown_group_file_lists_the_files():
+    with pytest.raises(ConfigError) as err:
+        C.compose(["optim=rmsprop"])
+    assert (
+        str(err.value)
+        == "no optim config named 'rmsprop' (optim=rmsprop); available: adam, adamw, sgd"
+    )
+    with pytest.raises(ConfigError, match=r"early_stopping.*available: none"):
+        C.compose(["early_stopping=patient"])
+    with pytest.raises(ConfigError, match=r"no sched config named '\.\./model/vgg16'"):
+        C.compose(["sched=../model/vgg16"])  # names, not paths
+
+
+# --- hardware -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides", [["trainer.accelerator=gpu"], ["trainer.accelerator=cuda"],
+                                       ["trainer=gpu"]], ids=str)  # fmt: skip
+def test_gpu_config_without_a_gpu_stops_before_training(overrides, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError) as err:
+        C.compose(overrides)
+    msg = str(err.value)
+    assert "config key 'trainer.accelerator'" in msg
+    assert "no CUDA GPU is available here" in msg
+    assert "trainer.accelerator=cpu" in msg and "trainer.accelerator=auto" in msg
+
+
+def test_gpu_config_with_a_gpu_checks_the_device_count(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert C.compose(["trainer=gpu"]).trainer.accelerator == "gpu"
+    with pytest.raises(
+        ConfigError, match=r"'trainer\.devices' asks for 4 GPUs but this machine has 1"
+    ):
+        C.compose(["trainer.accelerator=gpu", "trainer.devices=4"])
+
+
+def test_saved_gpu_config_names_its_file_on_a_cpu_machine(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = tmp_path / "config.yaml"
+    path.write_text("trainer:\n  accelerator: gpu\n")
+    with pytest.raises(ConfigError, match=rf"'gpu' \(from {path}\) but no CUDA GPU"):
+        C.load_file(path)
+
+
+def test_wrong_type_in_a_yaml_file_names_the_file_and_the_type(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("trainer:\n  max_epochs: abc\n")
+    with pytest.raises(ConfigError) as err:
+        C.load_file(path)
+    assert str(err.value) == (
+        f"bad value for config key 'trainer.max_epochs' (from {path}): 'abc' is not an integer"
+    )

@@ -11,6 +11,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
 
 from realfake import __version__
@@ -24,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ones (CIFAKE), or classify any labelled image folder.",
     )
     parser.add_argument("--version", action="version", version=f"realfake {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show debug logging, and the traceback of an error (for bug reports)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -50,9 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = handler(args)
     except RealfakeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A user error is one sentence; -v adds where it was raised, for a bug report.
+        # Anything else (a bug) propagates with its traceback.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (line breaks in it become spaces)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

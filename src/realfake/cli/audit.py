@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from realfake.cli._common import output_root
+from realfake.cli._common import non_negative_int, output_root, positive_int
 from realfake.cli.robustness import add_data_arguments, console, fmt, table
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(low: int, high: int | None = None):
+    """argparse type: comma-separated integers, each in [low, high]."""
+    span = f">= {low}" if high is None else f"from {low} to {high}"
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not values or any(v < low or (high is not None and v > high) for v in values):
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated integers {span}, got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+def _distance(text: str) -> int:
+    """argparse type: a pHash distance, 0 to 63 bits of 64."""
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+        value = -1
+    if not 0 <= value <= 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer from 0 to 63 (bits)")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     short.add_argument("checkpoint", help="run directory or .ckpt file")
     add_data_arguments(short)
-    short.add_argument("--jpeg-quality", type=_ints, default=(95, 75, 50), metavar="Q[,Q]")
-    short.add_argument("--sizes", type=_ints, default=(24, 48, 64), metavar="PX[,PX]")
+    short.add_argument("--jpeg-quality", type=_ints(1, 100), default=(95, 75, 50), metavar="Q[,Q]")
+    short.add_argument("--sizes", type=_ints(1), default=(24, 48, 64), metavar="PX[,PX]")
     short.add_argument("--out", default=None, help="CSV folder (default <run dir>/audit)")
     short.set_defaults(handler=_shortcuts)
 
@@ -47,21 +66,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     leaks.add_argument("train", help="training images (folder, .zip, .tar, .csv)")
     leaks.add_argument("test", nargs="?", default=None, help="test images (default: TRAIN's test/)")
-    leaks.add_argument("--max-distance", type=int, default=4, help="pHash bits (default 4 of 64)")
-    leaks.add_argument("--image-size", type=int, default=32, help="decoding size (default 32)")
+    leaks.add_argument(
+        "--max-distance", type=_distance, default=4, help="pHash bits (default 4 of 64)"
+    )
+    leaks.add_argument(
+        "--image-size", type=positive_int, default=32, help="decoding size (default 32)"
+    )
     leaks.add_argument("--out", default="leaks.csv", help="CSV of the pairs (default leaks.csv)")
     leaks.add_argument(
         "--checkpoint",
         default=None,
         help="also score this checkpoint on all test images and on those without a leak",
     )
-    leaks.add_argument("--show", type=int, default=10, metavar="N", help="pairs listed (10)")
+    leaks.add_argument(
+        "--show", type=non_negative_int, default=10, metavar="N", help="pairs listed (10)"
+    )
     leaks.set_defaults(handler=_leaks)
 
 
 def _shortcuts(args: argparse.Namespace) -> int:
+    from realfake.atomic import check_writable_dir
     from realfake.robustness.grid import write_csv
     from realfake.robustness.shortcuts import audit_shortcuts
+
+    out = check_writable_dir(args.out or output_root(args.checkpoint) / "audit")
 
     audit = audit_shortcuts(
         args.checkpoint,
@@ -96,7 +124,6 @@ def _shortcuts(args: argparse.Namespace) -> int:
         screen.print(table("accuracy per CIFAR-10 class", ["class", *labels, "images"], rows))
     if audit.unparsed:
         screen.print(f"{audit.unparsed:,} test images have no CIFAR-10 class in their name")
-    out = Path(args.out) if args.out else output_root(args.checkpoint) / "audit"
     write_csv([vars(p) for p in audit.jpeg], out / "shortcuts_jpeg.csv")
     write_csv([vars(s) for s in audit.sizes], out / "shortcuts_sizes.csv")
     if audit.per_class:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from realfake.cli._common import add_inference_arguments
+from realfake.cli._common import add_inference_arguments, non_negative_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,11 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--resamples",
-        type=int,
+        type=non_negative_int,
         default=1000,
         help="bootstrap resamples for the 95%% CIs (1000; 0 skips them)",
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (0)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(handler=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from realfake.cli._common import device, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,9 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target", default=None, help="class to explain (default: each image's predicted class)"
     )
-    parser.add_argument("--size", type=int, default=256, help="overlay size in px (default 256)")
-    parser.add_argument("--limit", type=int, default=None, help="at most N images")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--size", type=positive_int, default=256, help="overlay size in px (default 256)"
+    )
+    parser.add_argument("--limit", type=positive_int, default=None, help="at most N images")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, mps ...")
     parser.set_defaults(handler=_explain)
 
 
@@ -44,4 +48,9 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"... and {len(done) - 10} more")
     counts = ", ".join(f"{c} {n}" for c, n in Counter(d.predicted for d in done).items())
     print(f"wrote {len(done)} overlays to {args.out} (predicted: {counts})")
+    renamed = [d for d in done if d.renamed]
+    if renamed:
+        shown = "; ".join(f"{d.name} -> {d.path.name}" for d in renamed[:5])
+        more = f" and {len(renamed) - 5} more" if len(renamed) > 5 else ""
+        print(f"{len(renamed)} overlays got a suffix, their names colliding: {shown}{more}")
     return 0

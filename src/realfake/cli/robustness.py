@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realfake.cli._common import add_inference_arguments, output_root
+from realfake.cli._common import add_inference_arguments, device, non_negative_int, output_root
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated KIND:LEVEL or KIND (all its default levels), e.g. jpeg:50,blur; "
         "default: the whole grid",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise perturbation")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the noise perturbation"
+    )
     parser.add_argument(
         "--out",
         default=None,
@@ -61,7 +63,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--split", default=None, help="split of --data to use (default: test, or its only split)"
     )
     add_inference_arguments(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, mps ...")
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -117,11 +119,15 @@ def print_report(report: RobustnessReport) -> None:
 
 
 def _robustness(args: argparse.Namespace) -> int:
+    from realfake.atomic import check_writable_dir
     from realfake.robustness.grid import compare, robustness_report, write_csv
     from realfake.robustness.plot import plot_heatmap
 
     reports: dict[str, RobustnessReport] = {}
     several = len(args.checkpoints) > 1
+    # Where results go is checked before any image is scored.
+    for ref in args.checkpoints:
+        check_writable_dir(output_root(ref) / "robustness" if args.out is None else args.out)
     for ref in args.checkpoints:
         report = robustness_report(
             ref,

@@ -14,7 +14,7 @@ import numpy as np
 from realfake.data.augment import channel_stats
 from realfake.data.config import DataConfig
 from realfake.data.layout import UNLABELLED
-from realfake.data.loader import ImageSplit, load_images
+from realfake.data.loader import ImageSplit, LoadedData, load_images
 from realfake.data.splits import TEST_STREAM, VAL_STREAM, duplicates_of, split_off
 from realfake.errors import DataError
 
@@ -54,15 +54,7 @@ def load_splits(cfg: DataConfig) -> DataSplits:
     ``val_fraction`` of each class becomes val. Mean and std come from what remains in train.
     """
     cfg.validate()
-    data = load_images(
-        cfg.source,
-        cfg.image_size,
-        cfg.resize,
-        cache_dir=cfg.cache_dir,
-        strict=cfg.strict,
-        classes=list(cfg.classes) if cfg.classes is not None else None,
-        labelled=True,
-    )
+    data = _load(cfg, cfg.source, list(cfg.classes) if cfg.classes is not None else None)
     where = describe_source(cfg)
     if "train" not in data.splits:
         found = sorted(s for s in data.splits if s != UNLABELLED)
@@ -113,15 +105,7 @@ def load_splits(cfg: DataConfig) -> DataSplits:
 
 def _test_source(cfg: DataConfig, classes: list[str]) -> tuple[ImageSplit, str]:
     """The test split of ``cfg.test_source``, in the training data's class order."""
-    data = load_images(
-        cfg.test_source,
-        cfg.image_size,
-        cfg.resize,
-        cache_dir=cfg.cache_dir,
-        strict=cfg.strict,
-        classes=classes,
-        labelled=True,
-    )
+    data = _load(cfg, cfg.test_source, classes)
     if "test" in data.splits:
         return data.splits["test"], data.fingerprint
     if len(data.splits) == 1:
@@ -129,4 +113,17 @@ def _test_source(cfg: DataConfig, classes: list[str]) -> tuple[ImageSplit, str]:
     raise DataError(
         f"test_source {cfg.test_source} has splits {sorted(data.splits)} but no test split; "
         "expected a test/ split or a single image-folder tree"
+    )
+
+
+def _load(cfg: DataConfig, source: str | None, classes: list[str] | None) -> LoadedData:
+    """A labelled source decoded as ``cfg`` says (size, resize, cache, strictness)."""
+    return load_images(
+        source,
+        cfg.image_size,
+        cfg.resize,
+        cache_dir=cfg.cache_dir,
+        strict=cfg.strict,
+        classes=classes,
+        labelled=True,
     )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from realfake.atomic import check_writable_dir
+from realfake.errors import ConfigError
 from realfake.evaluate import figures as F
 from realfake.evaluate.bootstrap import bootstrap_ci
 from realfake.evaluate.metrics import classification_metrics
@@ -54,9 +55,9 @@ def evaluate(
 ) -> EvalResult:
     """Score a checkpoint on labelled images (default: its run's test split) and write results."""
     if n_resamples < 0:
-        raise ValueError(f"n_resamples={n_resamples}: give 0 (no interval) or more resamples")
+        raise ConfigError(f"n_resamples={n_resamples}: give 0 (no interval) or more resamples")
     if criterion not in CRITERIA:
-        raise ValueError(f"criterion={criterion!r} is unknown; expected one of {CRITERIA}")
+        raise ConfigError(f"criterion={criterion!r} is unknown; expected one of {CRITERIA}")
     predictor = run_or_ckpt if isinstance(run_or_ckpt, Predictor) else Predictor.load(run_or_ckpt)
     tta = predictor.resolve_tta(tta)  # None: as the run validated and tested
     run = predictor.run

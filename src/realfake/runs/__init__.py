@@ -11,7 +11,6 @@ from realfake.runs.rundir import (
     resolve_run,
     run_of_checkpoint,
     write_json,
-    write_text,
 )
 from realfake.runs.spec import FrozenThreshold, ModelSpec, default_positive_class
 
@@ -29,5 +28,4 @@ __all__ = [
     "resolve_run",
     "run_of_checkpoint",
     "write_json",
-    "write_text",
 ]

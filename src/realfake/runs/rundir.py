@@ -20,14 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import pickle
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from realfake.atomic import write_text
 from realfake.errors import CheckpointError
 from realfake.runs.spec import ModelSpec
 
@@ -163,22 +161,9 @@ def resolve_checkpoint(ref: str | Path) -> tuple[Path, RunDir | None]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file renamed over the target): never half a file."""
+    """Write JSON atomically (realfake.atomic): never half a file."""
     text = json.dumps(_jsonable(data), indent=2) + "\n"
     write_text(path, text)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically: readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -216,23 +201,61 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A realfake checkpoint read with ``weights_only=True`` onto the CPU.
 
     Only tensors and plain containers are unpickled: a file made by someone else cannot run
-    code here, whatever it holds.
+    code here, whatever it holds. Any file torch cannot read that way (text, an empty or
+    truncated file, another pickle, a zip of something else) is a CheckpointError naming it;
+    PyTorch's advice to retry with ``weights_only=False`` is never passed on.
     """
+    import warnings
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # A foreign pickle also draws a warning about its pickle protocol: noise here.
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # torch.load fails in many types: KeyError, UnpicklingError, ...
         raise CheckpointError(
-            f"{path} could not be read as a realfake checkpoint (truncated, or not written by "
-            f"realfake train): {str(exc).splitlines()[0]}"
+            f"{path} is not a realfake checkpoint or is damaged (for instance truncated): "
+            f"{_unreadable_reason(path, exc)}"
         ) from exc
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"{path} is not a realfake checkpoint: it holds a {type(ckpt).__name__}, not a "
+            "dict with a 'state_dict'"
+        )
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} holds no 'state_dict'; it was not written by realfake")
     return ckpt
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in a few words, without PyTorch's weights_only=False advice."""
+    text = " ".join(str(exc).split())
+    if path.stat().st_size == 0:
+        reason = "the file is empty"
+    elif text.startswith("Weights only load failed"):
+        # PyTorch's text: advice (dropped), then what it refused, then a link to its docs.
+        detail = re.split(r"trusted source\.|WeightsUnpickler error:", text)[-1]
+        detail = re.split(r" ?Check the documentation| was not an allowed global", detail)[0]
+        detail = detail.strip().rstrip(".")
+        reason = "it holds data other than tensors and plain containers"
+        reason += f" ({detail})" if detail else ""
+    elif isinstance(exc, RuntimeError):
+        detail = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)
+        reason = f"torch.load: {detail.split('. ')[0].rstrip('.')}"
+    else:
+        first = text.split(". ")[0].rstrip(".")
+        reason = f"it is not a file written by torch.save ({type(exc).__name__}"
+        reason += f": {first})" if first else ")"
+    if "weights_only" in reason.lower():  # never suggest unpickling arbitrary code
+        reason = f"torch.load failed with {type(exc).__name__}"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def checkpoint_spec(ckpt: dict[str, Any], where: Path | str) -> ModelSpec:

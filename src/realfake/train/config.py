@@ -3,21 +3,28 @@
 A config is composed in this order, later layers winning:
   1. the dataclass defaults below;
   2. ``experiment=NAME`` -> ``configs/experiment/NAME.yaml`` (a small diff over the defaults);
-  3. group choices such as ``model=resnext29`` -> ``configs/model/resnext29.yaml`` into ``model``;
+  3. group choices such as ``model=resnext29`` -> ``configs/model/resnext29.yaml`` into ``model``
+     (``model=NAME`` of any registered model without a file sets ``model.name``);
   4. dotted overrides such as ``optim.lr=1e-3``.
-Unknown keys and wrong types stop with a ConfigError naming the key and what would be allowed.
+Unknown keys and wrong types stop with a ConfigError naming the key and what would be allowed
+(booleans on the command line are true/false or 1/0; ``model.options`` take the type of the
+model builder's default), and so does an accelerator this machine does not have (``validate``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from realfake.data.config import DataConfig
@@ -132,6 +139,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.stem": ("cifar", "imagenet"),
     "data.resize": ("stretch", "center_crop"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "logging.progress": ("auto", "rich", "plain", "none"),
     "logging.wandb_mode": ("offline", "online", "disabled"),
 }
@@ -153,14 +161,24 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         loaded = OmegaConf.load(path)
     except Exception as exc:  # yaml syntax errors come in several types
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return loaded
 
 
-def _describe(exc: OmegaConfBaseException, where: str) -> ConfigError:
-    key = getattr(exc, "full_key", None) or "?"
+# Override keys: dotted Python names (a list is set whole, e.g. optim.betas=[0.9,0.99]).
+_KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+# Booleans on the command line: only these words (YAML's yes/no/on/off/y/n are refused).
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _describe(
+    exc: Exception, where: str, key_hint: str | None = None, raw: str | None = None
+) -> ConfigError:
+    """One sentence for an OmegaConf error, naming the key and, for a wrong type, what fits."""
+    key = getattr(exc, "full_key", None) or key_hint or "?"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, ConfigKeyError):
         parent, _, leaf = str(key).rpartition(".")
         allowed = _fields_at(parent)
@@ -170,10 +188,22 @@ def _describe(exc: OmegaConfBaseException, where: str) -> ConfigError:
             f"unknown config key '{key}' ({where}){hint} Allowed keys"
             f"{' under ' + parent if parent else ''}: {', '.join(allowed)}"
         )
-    if isinstance(exc, ValidationError):
-        msg = str(exc).splitlines()[0]
-        return ConfigError(f"bad value for config key '{key}' ({where}): {msg}")
-    return ConfigError(f"config error at '{key}' ({where}): {str(exc).splitlines()[0]}")
+    if key != "?" and _is_section(str(key)):
+        fields = _fields_at(str(key))
+        return ConfigError(
+            f"config key '{key}' ({where}) is a section, not a value: set one of its keys, "
+            f"e.g. {key}.{fields[0]}=... (keys: {', '.join(fields)})"
+        )
+    if isinstance(exc, ValidationError) and key != "?":
+        expected = _expected_words(_field_type(str(key)))
+        found = re.match(r"Value '(.*?)' (of type|is not|could not)", first)
+        value = raw if raw is not None and key == key_hint else found and found.group(1)
+        if expected and value is not None:
+            return ConfigError(
+                f"bad value for config key '{key}' ({where}): {value!r} is not {expected}"
+            )
+        return ConfigError(f"bad value for config key '{key}' ({where}): {first}")
+    return ConfigError(f"config error at '{key}' ({where}): {first}")
 
 
 def _fields_at(dotted: str) -> list[str]:
@@ -186,13 +216,69 @@ def _fields_at(dotted: str) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def _merge(base: DictConfig, layer: Any, where: str) -> DictConfig:
+def _is_section(dotted: str) -> bool:
+    """Whether ``dotted`` names a group of keys (a dataclass such as ``data.augment``)."""
+    typ = _field_type(dotted)
+    return isinstance(typ, type) and dataclasses.is_dataclass(typ)
+
+
+def _field_type(dotted: str) -> Any:
+    """The annotated type of a schema key (``trainer.max_epochs`` -> int), None if not one."""
+    cls: Any = TrainConfig
+    typ: Any = None
+    for part in dotted.split("."):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        typ = typing.get_type_hints(cls).get(part)
+        if typ is None:
+            return None
+        cls = typ
+    return typ
+
+
+def _expected_words(typ: Any) -> str | None:
+    """``int | None`` -> 'an integer or null': what a value of this type looks like."""
+    if typ is None or typ is Any:
+        return None
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        parts = [_expected_words(a) for a in args if a is not type(None)]
+        if any(p is None for p in parts):
+            return None
+        if set(args) - {type(None)} == {int, float}:
+            parts = ["a number"]
+        words = " or ".join(p for p in parts if p)
+        if type(None) in args:
+            words = "true, false or null" if words == "true or false" else f"{words} or null"
+        return words
+    if origin in (list, tuple):
+        inner = typing.get_args(typ)
+        item = _expected_words(inner[0]) if inner else None
+        return f"a list ({item} each)" if item else "a list"
+    if origin is dict:
+        return "a mapping of keys to values"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(typ)
+
+
+def _merge(
+    base: DictConfig, layer: Any, where: str, key: str | None = None, raw: str | None = None
+) -> DictConfig:
     try:
         merged = OmegaConf.merge(base, layer)
-    except OmegaConfBaseException as exc:
-        raise _describe(exc, where) from exc
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:
+        # TypeError: OmegaConf's "Cannot merge incompatible container types", user input too.
+        raise _describe(exc, where, key, raw) from exc
     assert isinstance(merged, DictConfig)
     return merged
+
+
+def validate(cfg: DictConfig, where: str = "") -> None:
+    """Every check a composed or loaded config must pass before anything runs."""
+    _check_choices(cfg)
+    _check_trainer(cfg)
+    check_hardware(cfg, where)
+    _check_resolves(cfg)
 
 
 def _check_choices(cfg: DictConfig) -> None:
@@ -215,19 +301,77 @@ def _check_choices(cfg: DictConfig) -> None:
     _check_model_options(cfg)
 
 
-def _check_model_options(cfg: DictConfig) -> None:
-    """``model.options`` must be options the chosen model takes (checked before any run starts)."""
-    options = dict(cfg.model.options or {})
-    if not options:
+def _check_trainer(cfg: DictConfig) -> None:
+    """Device counts Lightning would refuse only after the data is loaded."""
+    devices = cfg.trainer.devices
+    if isinstance(devices, int) and not (devices >= 1 or devices == -1):
+        raise ConfigError(
+            f"bad value for config key 'trainer.devices': {devices}; expected a count >= 1, "
+            "-1 (all), 'auto' or a list of device indices such as '0,1'"
+        )
+    if isinstance(devices, str) and not re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", devices.strip()):
+        raise ConfigError(
+            f"bad value for config key 'trainer.devices': {devices!r}; expected a count >= 1, "
+            "-1 (all), 'auto' or a list of device indices such as '0,1'"
+        )
+    if cfg.trainer.num_nodes < 1:
+        raise ConfigError(
+            f"bad value for config key 'trainer.num_nodes': {cfg.trainer.num_nodes}; it must be "
+            ">= 1"
+        )
+
+
+def check_hardware(cfg: DictConfig, where: str = "") -> None:
+    """Stop before training when the config asks for an accelerator this machine does not have."""
+    accelerator = str(cfg.trainer.accelerator).lower()
+    if accelerator not in ("gpu", "cuda", "mps"):
         return
+    import torch
+
+    source = f" ({where})" if where else ""
+    if accelerator == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                f"config key 'trainer.accelerator' is 'mps'{source} but no Apple GPU (MPS) is "
+                "available here; use trainer.accelerator=cpu or trainer.accelerator=auto"
+            )
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"config key 'trainer.accelerator' is {accelerator!r}{source} but no CUDA GPU is "
+            "available here; use trainer.accelerator=cpu or trainer.accelerator=auto (which "
+            "picks a GPU when there is one)"
+        )
+    devices, count = cfg.trainer.devices, torch.cuda.device_count()
+    if isinstance(devices, int) and devices > count:
+        raise ConfigError(
+            f"config key 'trainer.devices' asks for {devices} GPUs{source} but this machine has "
+            f"{count}; use trainer.devices={count} or trainer.devices=auto"
+        )
+
+
+def _check_resolves(cfg: DictConfig) -> None:
+    """Interpolations such as ``name=${model.name}-x`` must point at existing keys."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"config key '{key}' cannot be resolved: {first}") from exc
+
+
+def _check_model_options(cfg: DictConfig) -> None:
+    """``model.name`` must be a registered model and ``model.options`` options it takes, each of
+    the type of the builder's default (checked before any run starts)."""
     from realfake.models import COMMON_OPTIONS, ModelError, own_options
 
     try:
         accepted = own_options(cfg.model.name)
     except ModelError as exc:
         raise ConfigError(f"bad value for config key 'model.name': {exc}") from exc
+    options = dict(cfg.model.options or {})
     own = {f.name for f in dataclasses.fields(ModelConfig)}
-    for key in options:
+    for key, value in options.items():
         if key in own or key in COMMON_OPTIONS:
             where = f"model.{key}" if key in own else "the data (data.image_size, RGB input)"
             raise ConfigError(f"config key 'model.options.{key}' is set by {where}, not here")
@@ -236,6 +380,41 @@ def _check_model_options(cfg: DictConfig) -> None:
                 f"unknown config key 'model.options.{key}': model {cfg.model.name!r} takes "
                 f"{', '.join(sorted(accepted)) if accepted else 'no further options'}"
             )
+        checked = _option_value(f"model.options.{key}", value, accepted[key], cfg.model.name)
+        if checked is not value:
+            cfg.model.options[key] = checked
+
+
+def _option_value(key: str, value: Any, default: Any, model: str) -> Any:
+    """``value`` as the type of the builder's default (bool, int, float, str; else unchecked)."""
+    if default is None or default is inspect.Parameter.empty:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (int, str)) else None
+        if text in _BOOL_TEXT:
+            return _BOOL_TEXT[text]
+        expected = "true or false"
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        expected = "an integer"
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        expected = "a number"
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        expected = "a string"
+    else:
+        return value
+    shown = OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+    raise ConfigError(
+        f"bad value for config key '{key}': {shown!r} is not {expected} (model {model!r} takes "
+        f"{key.rpartition('.')[2]} as {expected}, default {default!r})"
+    )
 
 
 def compose(
@@ -244,41 +423,100 @@ def compose(
     """Build a validated config from ``experiment=``/group choices and dotted overrides."""
     cfg = base if base is not None else OmegaConf.structured(TrainConfig)
     choices: list[tuple[str, str]] = []
-    dotted: list[str] = []
+    dotted: list[tuple[str, str]] = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override '{item}' is not of the form key=value")
-        if key == "experiment" or (key in GROUPS and "." not in key and _is_group_file(key, value)):
-            choices.append((key, value))
+        key = key.strip()
+        if key == "experiment" or key in GROUPS:
+            choices.append((key, value.strip()))
+        elif not _KEY.fullmatch(key):
+            raise ConfigError(
+                f"override '{item}': {key!r} is not a config key; keys are dotted names such as "
+                "trainer.max_epochs (a list is set whole, e.g. optim.betas=[0.9,0.999])"
+            )
         else:
-            dotted.append(item)
+            dotted.append((key, value))
     # The experiment comes first so that explicit group choices and overrides win over it.
     choices.sort(key=lambda kv: kv[0] != "experiment")
     for group, name in choices:
-        path = config_dir() / group / f"{name}.yaml"
-        if not path.is_file():
-            known = available(group)
-            raise ConfigError(
-                f"no {group} config named '{name}' (looked for {path}); available: "
-                f"{', '.join(known) or 'none'}"
-            )
-        layer = _read_yaml(path)
-        if group != "experiment":
-            layer = OmegaConf.create({group: layer})
-        cfg = _merge(cfg, layer, f"from {path.name}")
-    if dotted:
+        cfg = _choose(cfg, group, name)
+    for key, value in dotted:
         try:
-            layer = OmegaConf.from_dotlist(dotted)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"could not parse overrides {dotted}: {exc}") from exc
-        cfg = _merge(cfg, layer, "command line")
-    _check_choices(cfg)
+            layer = OmegaConf.from_dotlist([f"{key}={value}"])
+        except Exception as exc:  # YAML parse errors of the value come in several types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"could not parse the value of config key '{key}' (command line): {value!r} "
+                f"({first})"
+            ) from exc
+        cfg = _merge(cfg, layer, "command line", key, value)
+    _check_bool_texts(cfg, dotted)
+    validate(cfg)
     return cfg
 
 
-def _is_group_file(group: str, value: str) -> bool:
-    return (config_dir() / group / f"{value}.yaml").is_file()
+def _choose(cfg: DictConfig, group: str, name: str) -> DictConfig:
+    """Apply ``GROUP=NAME``: its YAML file, or for ``model`` any registered model's name."""
+    known = available(group)
+    if name in known:
+        path = config_dir() / group / f"{name}.yaml"
+        layer = _read_yaml(path)
+        if group != "experiment":
+            layer = OmegaConf.create({group: layer})
+        return _merge(cfg, layer, f"from {path.name}")
+    if group == "model":
+        from realfake.models import list_models
+
+        models = list_models()
+        if name in models:  # no file needed: model=NAME sets model.name
+            return _merge(cfg, OmegaConf.create({"model": {"name": name}}), "command line")
+        close = difflib.get_close_matches(name, sorted({*models, *known}), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ";"
+        raise ConfigError(
+            f"no model named {name!r} (model={name}){hint} registered models: {', '.join(models)}"
+        )
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ";"
+    raise ConfigError(
+        f"no {group} config named {name!r} ({group}={name}){hint} available: "
+        f"{', '.join(known) or 'none (set single keys instead, e.g. ' + _example(group) + ')'}"
+    )
+
+
+def _example(group: str) -> str:
+    fields = _fields_at(group)
+    return f"{group}.{fields[0]}=..." if fields else f"{group}.KEY=VALUE"
+
+
+def _check_bool_texts(cfg: DictConfig, dotted: list[tuple[str, str]]) -> None:
+    """Booleans on the command line are true/false (or 1/0), never YAML's yes/no/on/off."""
+    for key, raw in dotted:
+        text = raw.strip().lower()
+        if key.startswith("model.options.") and key.count(".") == 2:
+            from realfake.models import ModelError, model_options
+
+            try:
+                default = model_options(cfg.model.name).get(key.rpartition(".")[2])
+            except ModelError:
+                continue  # validate() names the unknown model
+            if isinstance(default, bool) and text not in _BOOL_TEXT:
+                raise ConfigError(
+                    f"bad value for config key '{key}' (command line): {raw!r} is not true or "
+                    f"false (model {cfg.model.name!r} takes {key.rpartition('.')[2]} as true or "
+                    f"false, default {default!r})"
+                )
+            continue
+        typ = _field_type(key)
+        args = set(typing.get_args(typ)) if typing.get_origin(typ) else {typ}
+        if bool in args and args <= {bool, type(None)}:
+            allowed = {*_BOOL_TEXT, "null"} if type(None) in args else set(_BOOL_TEXT)
+            if text not in allowed:
+                raise ConfigError(
+                    f"bad value for config key '{key}' (command line): {raw!r} is not "
+                    f"{_expected_words(typ)}"
+                )
 
 
 def load_file(path: str | Path) -> DictConfig:
@@ -287,7 +525,7 @@ def load_file(path: str | Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     cfg = _merge(OmegaConf.structured(TrainConfig), _read_yaml(path), f"from {path}")
-    _check_choices(cfg)
+    validate(cfg, f"from {path}")
     return cfg
 
 
