@@ -32,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     info.add_argument("--strict", action="store_true", help="fail on files that do not decode")
     info.add_argument(
-        "--show", type=int, default=10, metavar="N", help="duplicate groups listed per kind (10)"
+        "--show",
+        type=int,
+        default=10,
+        metavar="N",
+        help="ignored and skipped files, and duplicate groups per kind, listed (10)",
     )
     info.set_defaults(handler=_info)
 
@@ -52,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a perturbed copy of a data set (JPEG, blur, noise, resize, ...)",
         description="Decode every image of SRC at its own size, apply one perturbation and write "
         "it to the same relative path under DST: JPEG bytes at that quality (.jpg) for jpeg:Q, "
-        "lossless PNG (.png, same stem) for every other kind.",
+        "lossless PNG (.png, same stem) for every other kind. Images that would land on one "
+        "name (a.jpg and a.png) are all kept: the later ones in sorted order get a__2.png, "
+        "a__3.png, ..., and are listed.",
     )
     perturb.add_argument("src", help="folder, .zip or .tar of images (any layout)")
     perturb.add_argument("dst", help="new or empty destination folder")
@@ -101,10 +107,16 @@ def print_info(info: DataInfo, show: int = 10) -> None:
     more = f" (+{len(info.sizes) - 8} other sizes)" if len(info.sizes) > 8 else ""
     console.print(f"sizes (W×H): {sizes or 'none'}{more}")
     console.print(f"classes (label order): {', '.join(info.classes) or 'none (unlabelled)'}")
-    console.print(f"ignored non-image files: {info.ignored:,}")
+    console.print(f"ignored non-image files: {info.ignored:,} (by extension, or junk)")
+    for name in info.ignored_files[:show]:
+        console.print(f"  {name}")
+    if len(info.ignored_files) > show:
+        console.print(f"  ... {len(info.ignored_files) - show} more ignored files (--show N)")
     console.print(f"skipped (failed to decode): {len(info.skipped):,}")
     for path, reason in info.skipped[:show]:
         console.print(f"  {path}: {reason}")
+    if len(info.skipped) > show:
+        console.print(f"  ... {len(info.skipped) - show} more skipped files (--show N)")
 
     dup = Table(title="exact duplicates (same bytes)", title_justify="left")
     dup.add_column("where")
@@ -156,5 +168,11 @@ def _perturb(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {reason}")
     if len(copy.skipped) > 20:
         print(f"... and {len(copy.skipped) - 20} more skipped")
+    if copy.renamed:
+        print(
+            f"{len(copy.renamed):,} images would have landed on another image's file; written as:"
+        )
+        for name, written in copy.renamed:
+            print(f"  {name} -> {written}")
     print(f"wrote {copy.written:,} images perturbed by {copy.perturbation} to {copy.destination}")
     return 0

@@ -3,15 +3,23 @@
 The main process reads bytes in archive order (sequential I/O, no extraction) and hands chunks
 to worker processes that decode and hash them; results land in memory-mapped arrays, so even
 a data set larger than RAM can be cached.
+
+No process outlives the build: workers die with their parent however it ends (see
+``_watch_parent``), and the pool is killed when the build fails or is interrupted. The entry's
+temporary folder is removed on failure, and by the next load when the parent was killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +39,10 @@ log = logging.getLogger(__name__)
 # 1024 images of ~1 KB are ~1 MB to ship to a worker: large enough to hide the pickling,
 # small enough to keep both cores busy until the end (60 chunks for CIFAKE's 60k).
 CHUNK = 1024
+# How often a worker checks that its parent still exists (the portable fallback, seconds).
+PARENT_POLL = 0.5
+# Linux prctl option: the signal a process receives when the thread that forked it exits.
+PR_SET_PDEATHSIG = 1
 
 
 def available_cpus() -> int:
@@ -95,20 +107,24 @@ def _fill(
         "decoding %d images from %s (first use; later loads read the cache)", total, source.path
     )
     reasons: dict[tuple[str, int], str] = {}
-    for batch, result in _decode_stream(source, entries, size, resize, workers, chunk):
-        where = [targets[entry.name] for entry in batch]
-        # One fancy-indexed copy per split and chunk instead of a Python loop over images.
-        for split in {s for s, _ in where}:
-            idx = np.array([i for i, (s, _) in enumerate(where) if s == split])
-            rows = np.array([where[i][1] for i in idx])
-            out = outputs[split]
-            out["images"][rows] = result.images[idx]
-            out["sizes"][rows] = result.sizes[idx]
-            out["md5"][rows] = result.md5[idx]
-        for i, reason in result.failures:
-            split, row = where[i]
-            outputs[split]["ok"][row] = False
-            reasons[(split, row)] = reason
+    # closing(): an error in this loop closes the stream at once, which kills its pool, on
+    # any Python (without it, only CPython's reference counting would close it right away).
+    stream = _decode_stream(source, entries, size, resize, workers, chunk)
+    with contextlib.closing(stream):
+        for batch, result in stream:
+            where = [targets[entry.name] for entry in batch]
+            # One fancy-indexed copy per split and chunk instead of a Python loop over images.
+            for split in {s for s, _ in where}:
+                idx = np.array([i for i, (s, _) in enumerate(where) if s == split])
+                rows = np.array([where[i][1] for i in idx])
+                out = outputs[split]
+                out["images"][rows] = result.images[idx]
+                out["sizes"][rows] = result.sizes[idx]
+                out["md5"][rows] = result.md5[idx]
+            for i, reason in result.failures:
+                split, row = where[i]
+                outputs[split]["ok"][row] = False
+                reasons[(split, row)] = reason
 
     meta_splits, skipped = {}, []
     content = hashlib.sha256()
@@ -142,6 +158,7 @@ def _fill(
         "classes": layout.classes,
         "splits": meta_splits,
         "ignored": len(listing.ignored),
+        "ignored_files": list(listing.ignored),
         "skipped": skipped,
         "content_hash": content.hexdigest()[:20],
     }
@@ -190,7 +207,14 @@ def _decode_stream(
     # the platform default is the safe choice.
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     pending: deque[tuple[list[Entry], Future[DecodedChunk]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
+    finished = False
+    try:
         for batch, blobs in _chunks(source, entries, chunk):
             pending.append((batch, pool.submit(decode_module.decode_chunk, blobs, size, resize)))
             # Bounded read-ahead: memory stays at a few chunks however large the source.
@@ -200,3 +224,70 @@ def _decode_stream(
         while pending:
             done_batch, future = pending.popleft()
             yield done_batch, future.result()
+        finished = True
+    finally:
+        # Any way out but the end (an error, KeyboardInterrupt, the consumer closing the
+        # stream): kill the workers instead of waiting for the chunks still queued.
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _kill_pool(pool)
+
+
+def _kill_pool(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
+    """Kill the pool's workers now and wait (bounded) until they and its thread are gone."""
+    # The executor has no public way to kill its processes before Python 3.14
+    # (terminate_workers); its process table and manager thread are read defensively.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    for process in processes:
+        with contextlib.suppress(Exception):  # already gone
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    if manager is not None:
+        manager.join(max(0.0, deadline - time.monotonic()))
+    alive = [p.pid for p in processes if p.is_alive()]
+    if alive:  # pragma: no cover - a worker that ignores SIGKILL (stuck in the kernel)
+        log.warning("decoding workers %s did not stop within %.0f s", alive, timeout)
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initialiser: die with the parent ``parent``, and leave Ctrl-C to the parent.
+
+    Without this a SIGKILLed parent leaves its workers blocked on the task queue forever
+    (they hold its pipe's write end themselves, so they never see end-of-file). Two guards:
+
+    * Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker the moment the
+      parent dies, whatever killed it (SIGKILL included; no cleanup code has to run). It fires
+      when the *thread* that forked the worker exits; the pool's workers are forked by the
+      thread that iterates the stream, which outlives the pool.
+    * everywhere: a daemon thread that polls ``os.getppid()`` and exits the worker once it is
+      no longer ``parent`` (the orphan was re-parented), for systems without prctl and as a
+      second line if the signal is ever not delivered.
+
+    A process group was not chosen: killing the group needs someone alive to do it, which is
+    exactly what a SIGKILLed parent is not.
+    """
+    # SIGINT (Ctrl-C) reaches the whole foreground group; the parent handles it and kills the
+    # pool, so workers neither die half-way with a traceback each nor race the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):  # no prctl: the thread below suffices
+            # CDLL(None): the symbols already loaded, libc's among them (find_library would
+            # start ldconfig in every worker).
+            libc = ctypes.CDLL(None, use_errno=True)
+            arg = ctypes.c_ulong  # prctl takes unsigned longs: pass them at full width
+            libc.prctl(PR_SET_PDEATHSIG, arg(signal.SIGKILL), arg(0), arg(0), arg(0))
+    # The parent may have died between the fork and prctl: then no signal will ever come.
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_poll_parent, args=(parent,), daemon=True, name="watch-parent").start()
+
+
+def _poll_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)  # no cleanup: the worker owns nothing the parent's next run needs

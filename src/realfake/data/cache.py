@@ -3,8 +3,15 @@
 An entry ``<cache_dir>/<fingerprint>/`` holds, per split, ``<split>.images.npy`` (uint8
 N×3×H×W, memory-mapped on load), ``<split>.labels.npy``, ``<split>.sizes.npy`` (original
 width, height) and ``<split>.md5.npy`` (digest of the file bytes, for duplicate checks), plus
-``meta.json`` (classes, names, skipped files) and ``skipped.csv``. It is built in a temporary
-folder and renamed into place, so a crash never leaves a half entry that a later run trusts.
+``meta.json`` (classes, names, skipped and ignored files) and ``skipped.csv``. It is built in a
+temporary folder and renamed into place, so a crash never leaves a half entry that a later run
+trusts.
+
+A temporary folder is named after its owner: ``.tmp-<key>-<pid>.<start>@<host>-<random>`` (the
+owner's PID, its start time in clock ticks since boot where ``/proc`` tells it, else 0, and its
+host). A failed build removes its own folder; one whose owner was killed is removed by the next
+load in that cache root (``remove_stale_temporaries``), while a folder whose owner still runs,
+or runs on another host, is never touched: several processes may build into one cache at once.
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +34,20 @@ import numpy as np
 
 from realfake.errors import DataError
 
+log = logging.getLogger(__name__)
+
 # Bump when the decoding or the on-disk format changes, so old entries are never reused.
 CACHE_VERSION = 1
 ARRAYS = ("images", "labels", "sizes", "md5")
+TMP_PREFIX = ".tmp-"
+# <key>-<pid>.<start>@<host>-<mkdtemp's random part: letters, digits, underscores>
+_TMP_NAME = re.compile(
+    r"^\.tmp-(?P<key>[0-9a-f]+)-(?P<pid>\d+)\.(?P<start>\d+)@(?P<host>[A-Za-z0-9._-]+)-[a-z0-9_]+$"
+)
+# Folders of releases before owners were recorded: nobody can tell whether their builder still
+# runs, so they are removed only once nothing has touched them for a day.
+_LEGACY_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{20}-[a-z0-9_]{8}$")
+LEGACY_TMP_AGE = 24 * 3600.0
 
 
 def default_cache_dir() -> Path:
@@ -74,6 +96,94 @@ def read_entry(cache_dir: Path, key: str) -> CacheEntry | None:
     return CacheEntry(path, meta)
 
 
+def _start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` (clock ticks since boot) from ``/proc``; None when it has none.
+
+    A PID alone does not name a process: after a restart (a container especially) a new
+    process can get the dead owner's PID. The start time tells them apart.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _host_tag() -> str:
+    """This machine, and on Linux this PID namespace: PIDs mean nothing outside of it."""
+    host = socket.gethostname() or "localhost"
+    try:  # containers sharing a host name (--network host) have their own PID namespaces
+        ns = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+        host += "_" + re.sub(r"\D", "", ns)
+    except OSError:
+        pass
+    return re.sub(r"[^A-Za-z0-9._-]", "_", host)[:80]
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """``<pid>.<start>@<host>``: who owns a temporary folder (default: this process)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}.{_start_ticks(pid) or 0}@{_host_tag()}"
+
+
+def _owner_alive(pid: int, start: int, host: str) -> bool:
+    """Whether the owner may still run; True whenever that cannot be ruled out."""
+    if host != _host_tag():
+        return True  # another machine or PID namespace: its PIDs cannot be checked here
+    if Path("/proc/self/stat").exists():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        fields = stat.rpartition(")")[2].split()
+        if fields and fields[0] == "Z":
+            return False  # a zombie: dead, only not yet reaped by its parent
+        return not (start and len(fields) > 19 and int(fields[19]) != start)  # PID reused?
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(cache_dir: Path) -> list[Path]:
+    """Remove the temporary folders in ``cache_dir`` whose builder is dead; returns them.
+
+    Folders of live owners (this process included) and of owners on other hosts are kept.
+    """
+    removed: list[Path] = []
+    try:
+        names = [e.name for e in os.scandir(cache_dir) if e.name.startswith(TMP_PREFIX)]
+    except OSError:  # no cache yet, or unreadable: nothing to clean
+        return removed
+    for name in names:
+        path = cache_dir / name
+        match = _TMP_NAME.match(name)
+        if match:
+            stale = not _owner_alive(int(match["pid"]), int(match["start"]), match["host"])
+            why = f"its builder (process {match['pid']} on {match['host']}) is gone"
+        elif _LEGACY_TMP_NAME.match(name):
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                continue
+            stale = age > LEGACY_TMP_AGE
+            why = f"untouched for {age / 3600:.0f} hours"
+        else:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+                log.warning("removed the unfinished cache folder %s: %s", path, why)
+    return removed
+
+
 class EntryWriter:
     """Builds an entry in a temporary folder; ``commit`` renames it into place."""
 
@@ -81,7 +191,9 @@ class EntryWriter:
         self.final = cache_dir / key
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
+            # The owner in the name, so a later load knows when it is safe to remove.
+            prefix = f"{TMP_PREFIX}{key}-{owner_tag()}-"
+            self.tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=cache_dir))
         except OSError as exc:
             raise DataError(
                 f"cannot write the image cache in {cache_dir} ({exc.strerror}); set "
@@ -118,6 +230,8 @@ class EntryWriter:
             writer.writerows(meta["skipped"])
         (self.tmp / "meta.json").write_text(json.dumps(meta))
         try:
+            # Atomic: readers see no entry or a whole one. Renaming onto an existing non-empty
+            # folder fails instead of replacing it, so the first of two builders wins.
             os.rename(self.tmp, self.final)
         except OSError:
             # A finished entry already exists (a concurrent build, e.g. DDP ranks): keep it.

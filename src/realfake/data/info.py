@@ -12,6 +12,7 @@ from pathlib import Path
 
 from realfake.data.embedded import embedded_data_path
 from realfake.data.loader import load_images
+from realfake.data.sources import open_source
 
 
 @dataclass
@@ -24,13 +25,14 @@ class DataInfo:
     counts: dict[str, dict[str, int]]  # split -> class (or "-" when unlabelled) -> images
     sizes: dict[str, int]  # "W×H" of the original files -> images, most common first
     skipped: list[tuple[str, str]]
-    ignored: int
+    ignored: int  # files left out by extension (not images) or as junk (.DS_Store, __MACOSX)
     # Groups of byte-identical files (md5 hex -> (split, name) members), among each split's
     # own files and spanning two or more splits.
     within: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     across: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     train_in_test: int = 0  # train images whose bytes also occur in test (a leak)
     cache_path: Path | None = None
+    ignored_files: list[str] = field(default_factory=list)  # their names, sorted
 
     @property
     def total(self) -> int:
@@ -48,6 +50,10 @@ def describe_source(
     """Summarise ``source`` (None: the embedded CIFAKE mini); builds its cache if needed."""
     data = load_images(source, image_size, resize, cache_dir=cache_dir, strict=strict)
     embedded = embedded_data_path()
+    ignored_files = data.ignored_files
+    if data.ignored and not ignored_files:
+        # A cache entry from before names were kept: list the source again (no decoding).
+        ignored_files = open_source(embedded if source is None else Path(source)).listing().ignored
     counts: dict[str, dict[str, int]] = {}
     sizes: Counter[str] = Counter()
     members: dict[bytes, list[tuple[str, str]]] = defaultdict(list)
@@ -89,4 +95,5 @@ def describe_source(
         across=across,
         train_in_test=train_in_test,
         cache_path=data.cache_path,
+        ignored_files=list(ignored_files),
     )

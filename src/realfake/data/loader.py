@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from realfake.data.build import build_entry
-from realfake.data.cache import CacheEntry, fingerprint, read_entry, resolve_cache_dir
+from realfake.data.cache import (
+    CacheEntry,
+    fingerprint,
+    read_entry,
+    remove_stale_temporaries,
+    resolve_cache_dir,
+)
 from realfake.data.config import RESIZE_POLICIES
 from realfake.data.embedded import embedded_data_path
 from realfake.data.layout import LAYOUTS, UNLABELLED, impose_classes, resolve_layout
@@ -51,10 +57,12 @@ class LoadedData:
     classes: list[str]
     fingerprint: str  # source files + preprocessing (the cache key)
     skipped: list[tuple[str, str]]  # (path, reason) of files that failed to decode
-    ignored: int  # non-image files ignored
+    ignored: int  # non-image files ignored (by extension, plus junk such as .DS_Store)
     content_hash: str = ""  # names, labels and bytes only: equal for equal data in any container
     layout: str = ""  # "split_tree" | "image_folder" | "manifest" | "unlabelled"
     cache_path: Path | None = field(default=None, repr=False)
+    # Their names, sorted; empty for cache entries written before names were kept.
+    ignored_files: list[str] = field(default_factory=list, repr=False)
 
 
 def load_images(
@@ -83,6 +91,9 @@ def load_images(
     mode = "unlabelled" if labelled is False else "auto"
     key = fingerprint(src.kind, src.stamp(), image_size, resize, mode)
     root = resolve_cache_dir(cache_dir)
+    # Builds killed before they could clean up (SIGKILL, power loss) left their temporary
+    # folders here; those of builders still running are kept.
+    remove_stale_temporaries(root)
     entry = read_entry(root, key)
     if entry is None:
         layout = resolve_layout(src, labelled)
@@ -118,6 +129,7 @@ def _from_entry(entry: CacheEntry) -> LoadedData:
         fingerprint=meta["fingerprint"],
         skipped=[(p, r) for p, r in meta["skipped"]],
         ignored=int(meta["ignored"]),
+        ignored_files=list(meta.get("ignored_files", [])),
         content_hash=meta["content_hash"],
         layout=meta["layout"],
         cache_path=entry.path,

@@ -5,11 +5,20 @@ written to the same relative path under the destination. ``jpeg:Q`` writes the J
 encoded at quality Q (``.jpg``), so decoding the copy gives exactly the perturbed pixels; every
 other kind writes lossless PNG (``.png``, same stem), so no compression is added on top of the
 perturbation. Non-image files are not copied.
+
+Nothing is lost to a name clash: when two images land on one name (``a.jpg`` and ``a.png`` both
+become ``a.png``), the first in sorted source order keeps it and the others get ``a__2.png``,
+``a__3.png``, ... (names compared case-insensitively, so the copy is also whole on macOS and
+Windows); the renames are listed in the result. Each file is written to a temporary name in its
+folder and moved into place, so a crash never leaves a truncated image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +41,60 @@ class PerturbedCopy:
     perturbation: str
     written: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    # (source name, name written) of images whose natural name was already another image's.
+    renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def target_name(name: str, perturbation: Perturbation) -> str:
     """Where an image lands: the same relative path, suffix .jpg for JPEG kinds, else .png."""
     suffix = ".jpg" if perturbation.kind == "jpeg" else ".png"
     return str(Path(name).with_suffix(suffix)).replace("\\", "/")
+
+
+def target_names(names: list[str], perturbation: Perturbation) -> dict[str, str]:
+    """Distinct output names for ``names``: ``target_name``, plus ``__k`` on a clash.
+
+    Decided from the sorted source names alone, so the same source always gives the same
+    copy: natural names are claimed first (in sorted order), then each image that lost its
+    name takes the smallest free ``<stem>__<k><suffix>``, k >= 2.
+    """
+    order = sorted(names)
+    natural = {name: target_name(name, perturbation) for name in order}
+    taken: set[str] = set()
+    targets: dict[str, str] = {}
+    losers: list[str] = []
+    for name in order:
+        key = natural[name].casefold()
+        if key in taken:
+            losers.append(name)
+        else:
+            taken.add(key)
+            targets[name] = natural[name]
+    for name in losers:
+        stem, suffix = os.path.splitext(natural[name])
+        k = 2
+        while f"{stem}__{k}{suffix}".casefold() in taken:
+            k += 1
+        targets[name] = f"{stem}__{k}{suffix}"
+        taken.add(targets[name].casefold())
+    return targets
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open rather than mkstemp: the file gets the umask's permissions (mkstemp's are 0600),
+    # as a plain write would give it.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -75,20 +132,15 @@ def perturb_source(
         raise DataError(
             f"destination {dest} already exists and is not empty; expected a new folder"
         )
-    targets = {e.name: target_name(e.name, pert) for e in entries}
+    targets = target_names([e.name for e in entries], pert)
     outside = [t for t in targets.values() if Path(t).is_absolute() or ".." in Path(t).parts]
     if outside:
         raise DataError(
             f"{source} names images outside its own folder (e.g. {outside[0]}), which have no "
             "place under the destination; expected a folder, .zip or .tar"
         )
-    clashes = len(targets) - len(set(targets.values()))
-    if clashes:
-        raise DataError(
-            f"{clashes} images of {source} would land on the same file once their suffix becomes "
-            f"{Path(next(iter(targets.values()))).suffix} (e.g. a.jpg and a.png side by side)"
-        )
-    copy = PerturbedCopy(dest, pert.name, 0)
+    renamed = [(n, t) for n, t in sorted(targets.items()) if t != target_name(n, pert)]
+    copy = PerturbedCopy(dest, pert.name, 0, renamed=renamed)
     for start in range(0, len(entries), CHUNK):
         _write_chunk(src, entries[start : start + CHUNK], pert, seed + start, dest, targets, copy)
     return copy
@@ -121,7 +173,5 @@ def _write_chunk(
         batch = torch.from_numpy(np.stack([image for _, image in group]))
         out = pert(batch, seed=seed * 1009 + k) if pert.kind != "jpeg" else batch
         for (name, _), image in zip(group, out, strict=True):
-            path = dest / targets[name]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_encode(image, pert))
+            _write_atomic(dest / targets[name], _encode(image, pert))
             copy.written += 1
