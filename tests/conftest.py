@@ -119,4 +119,5 @@ def test_folder(tmp_path_factory) -> Path:
     good = next((root / "FAKE").glob("*.jpg")).read_bytes()
     (root / "FAKE" / "corrupt.jpg").write_bytes(good[: len(good) // 3])
     (root / "REAL" / "empty.jpg").write_bytes(b"")
+    (root / "REAL" / "notes.txt").write_text("not an image")  # left out by its extension
     return root

@@ -23,11 +23,14 @@ def _accuracy_from_folder_names(table: pd.DataFrame) -> float:
     return float((good["label"] == truth).mean())
 
 
-def test_prediction_csv_has_one_row_per_file_and_error_rows(tiny_run, test_folder, tmp_path):
+def test_prediction_csv_has_one_row_per_file_and_error_rows(
+    tiny_run, test_folder, tmp_path, capsys
+):
     from realfake.cli import main
 
     out = tmp_path / "predictions.csv"
     assert main(["predict", str(tiny_run), str(test_folder), "--out", str(out)]) == 0
+    assert "left out 1 non-image file(s), by extension: REAL/notes.txt" in capsys.readouterr().out
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == COLUMNS

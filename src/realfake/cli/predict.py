@@ -80,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
         shown = "; ".join(ignored[:5]) + (
             f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
         )
-        print(f"{len(ignored)} files are not images by their extension and were left out: {shown}")
+        print(f"left out {len(ignored)} non-image file(s), by extension: {shown}")
     return 0
