@@ -44,6 +44,19 @@ def test_explain_writes_named_overlays(tiny_run: Path, tmp_path: Path) -> None:
             assert im.size == (2 * 64 + 4, 64 + 22)
 
 
+def test_explain_keeps_every_overlay_when_names_collide(tiny_run: Path, tmp_path: Path, capsys):
+    # The same image four times under names that differ only in characters a file name loses:
+    # same class and probability, so the same natural overlay name for all four.
+    image = embedded_images("test", "FAKE", 1)[0]
+    folder = copy_tree({n: image for n in ("a b.jpg", "a_b.jpg", "a?b.jpg", "a:b.jpg")},
+                       tmp_path / "in")  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["explain", str(tiny_run), str(folder), "--out", str(out), "--size", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert len(list(out.glob("*.png"))) == 4  # one overlay per image, none overwritten
+    assert "wrote 4 overlays" in printed and "3 overlays got a suffix" in printed
+
+
 @pytest.fixture
 def small_tree(tmp_path: Path) -> Path:
     files = {f"train/FAKE/{p.name}": p for p in embedded_images("train", "FAKE", 2)}
