@@ -126,7 +126,10 @@ def resolve_config(
 ) -> tuple[C.TrainConfig, RunDir | None]:
     """The validated config (a resumed run's own saved one) and the run being resumed."""
     if resume is None:
-        return _as_obj(config if config is not None else C.compose()), None
+        cfg = _as_obj(config if config is not None else C.compose())
+        if cfg.name:
+            _check_name(cfg.name)  # before any work: the name decides where files go
+        return cfg, None
     runs_dir = Path(_as_obj(config).runs_dir) if config is not None else Path("runs")
     run = resolve_run(resume, runs_dir)
     return C.to_object(C.load_file(run.config)), run
@@ -179,7 +182,6 @@ def prepare_run(cfg: C.TrainConfig, resumed: RunDir | None, primary: bool) -> Ru
         return _plan_resume(cfg, resumed, primary)
     runs = Path(cfg.runs_dir)
     if cfg.name:
-        _check_name(cfg.name)
         run = RunDir(runs / cfg.name)
         if not primary:
             return RunPlan(cfg, run)
