@@ -51,12 +51,12 @@ def _threshold(value: str | None, predictor, tta: bool | None) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realfake.inference import Predictor
+    from realfake.inference import load_predictor
     from realfake.inference.table import prediction_table, write_predictions
 
     # Checked before any inference: an unwritable or existing --out fails in a second, not after.
     out = check_writable_file(args.out, force=args.force, what="--out")
-    predictor = Predictor.load(args.checkpoint)
+    predictor = load_predictor(args.checkpoint)  # a run, .ckpt, or .onnx (ONNX Runtime)
     predictions = prediction_table(
         predictor,
         args.path,

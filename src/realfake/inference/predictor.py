@@ -1,5 +1,9 @@
 """The Predictor: a trained network with its preprocessing and decision rule, without Lightning.
 
+``BasePredictor`` holds what every backend shares (spec, decoding and resizing, batching, the
+frozen threshold, the decision); ``Predictor`` runs the network with torch and
+``realfake.inference.onnx.OnnxPredictor`` runs an exported graph with ONNX Runtime.
+
 Every consumer turns images into probabilities and decisions through it: ``evaluate``,
 ``predict``, the robustness grid and audits, Grad-CAM, comparisons and the HTTP service. So the
 same run gives the same probabilities, the same threshold and the same labels everywhere.
@@ -7,6 +11,7 @@ same run gives the same probabilities, the same threshold and the same labels ev
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -60,52 +65,26 @@ def tta_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Te
     return probs
 
 
-class Predictor:
-    """Network, spec and device of one checkpoint, ready to turn images into decisions."""
+class BasePredictor(ABC):
+    """Spec, preprocessing and decision rule shared by every backend; subclasses run the network.
+
+    A backend implements ``_forward`` (prepared uint8 images in, probabilities out); decoding,
+    resizing, batching, thresholds and decisions live here once, so the torch and ONNX Runtime
+    predictors of one run give the same labels by construction.
+    """
+
+    backend: str  # what runs the network: "torch", "onnx"
 
     def __init__(
-        self,
-        model: nn.Module,
-        spec: ModelSpec,
-        checkpoint: Path | None = None,
-        run: RunDir | None = None,
-        device: str | torch.device = "cpu",
-        config: dict[str, Any] | None = None,
+        self, spec: ModelSpec, checkpoint: Path | None = None, run: RunDir | None = None
     ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
         self.spec = spec
-        self.checkpoint = checkpoint
+        self.checkpoint = checkpoint  # the file the weights came from (.ckpt, .onnx)
         self.run = run
-        self.config = config or {}  # the training config, when the checkpoint holds one
 
-    @classmethod
-    def load(cls, ref: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """A checkpoint file, or a run directory's best (else last) checkpoint.
-
-        The threshold ``realfake evaluate`` froze is taken from the run's model.json when it
-        was chosen for these very weights (same SHA-256).
-        """
-        path, run = resolve_checkpoint(ref)
-        ckpt = load_checkpoint(path)
-        spec = checkpoint_spec(ckpt, path)
-        model = spec.build_model()
-        try:
-            model.load_state_dict(model_state(ckpt))
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{path}: the weights do not fit model {spec.model!r} ({str(exc).splitlines()[0]})"
-            ) from None
-        hp = ckpt.get("hyper_parameters") or {}
-        predictor = cls(model, spec, path, run, device, hp.get("config"))
-        if run is not None:
-            saved = read_json(run.spec)
-            frozen = saved.get("threshold") if saved else None
-            if frozen and frozen.get("checkpoint_sha256") == predictor.sha256:
-                predictor.spec = spec.with_threshold(
-                    ModelSpec.from_dict(saved, str(run.spec)).threshold
-                )
-        return predictor
+    @abstractmethod
+    def _forward(self, images: torch.Tensor, flip: bool) -> np.ndarray:
+        """Probabilities (n×C) of one batch of prepared uint8 images n×3×H×W."""
 
     # --- what the model is ------------------------------------------------------------------
 
@@ -186,7 +165,6 @@ class Predictor:
 
     # --- probabilities and decisions --------------------------------------------------------
 
-    @torch.inference_mode()
     def probabilities(
         self,
         images: Sequence[ImageInput] | torch.Tensor,
@@ -212,12 +190,10 @@ class Predictor:
         bar = _Progress(n, "predicting") if progress and n > batch_size else None
         try:
             for start in range(0, n, batch_size):
-                x = images[start : start + batch_size].to(self.device, non_blocking=True)
-                x = normalize(x, self.spec.mean, self.spec.std)
-                probs = tta_probabilities(self.model, x, flip)
-                out[start : start + x.shape[0]] = probs.cpu().double().numpy()
+                batch = images[start : start + batch_size]
+                out[start : start + batch.shape[0]] = self._forward(batch, flip)
                 if bar:
-                    bar.advance(x.shape[0])
+                    bar.advance(batch.shape[0])
         finally:
             if bar:
                 bar.close()
@@ -230,7 +206,7 @@ class Predictor:
         frozen = self.spec.threshold
         where = self.run.path if self.run is not None else self.checkpoint
         if frozen is None:
-            hint = f"run `realfake evaluate {where}` first" if self.run else "it is not in a run"
+            hint = self._no_threshold_hint(where)
             raise CheckpointError(
                 f"no frozen threshold for {self.checkpoint} ({hint}); or pass --threshold 0.NN"
             )
@@ -241,6 +217,9 @@ class Predictor:
                 "TTA (--tta/--no-tta) or pass --threshold 0.NN"
             )
         return frozen.value
+
+    def _no_threshold_hint(self, where: Path | None) -> str:
+        return f"run `realfake evaluate {where}` first" if self.run else "it is not in a run"
 
     def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Class index per row: P(positive) >= ``threshold`` (binary), else the arg-max."""
@@ -266,6 +245,59 @@ class Predictor:
             )
             for k, p in zip(chosen.tolist(), probs, strict=True)
         ]
+
+
+class Predictor(BasePredictor):
+    """Network, spec and device of one checkpoint, ready to turn images into decisions."""
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        checkpoint: Path | None = None,
+        run: RunDir | None = None,
+        device: str | torch.device = "cpu",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(spec, checkpoint, run)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config or {}  # the training config, when the checkpoint holds one
+
+    @classmethod
+    def load(cls, ref: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """A checkpoint file, or a run directory's best (else last) checkpoint.
+
+        The threshold ``realfake evaluate`` froze is taken from the run's model.json when it
+        was chosen for these very weights (same SHA-256).
+        """
+        path, run = resolve_checkpoint(ref)
+        ckpt = load_checkpoint(path)
+        spec = checkpoint_spec(ckpt, path)
+        model = spec.build_model()
+        try:
+            model.load_state_dict(model_state(ckpt))
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path}: the weights do not fit model {spec.model!r} ({str(exc).splitlines()[0]})"
+            ) from None
+        hp = ckpt.get("hyper_parameters") or {}
+        predictor = cls(model, spec, path, run, device, hp.get("config"))
+        if run is not None:
+            saved = read_json(run.spec)
+            frozen = saved.get("threshold") if saved else None
+            if frozen and frozen.get("checkpoint_sha256") == predictor.sha256:
+                predictor.spec = spec.with_threshold(
+                    ModelSpec.from_dict(saved, str(run.spec)).threshold
+                )
+        return predictor
+
+    @torch.inference_mode()
+    def _forward(self, images: torch.Tensor, flip: bool) -> np.ndarray:
+        x = normalize(images.to(self.device, non_blocking=True), self.spec.mean, self.spec.std)
+        return tta_probabilities(self.model, x, flip).cpu().double().numpy()
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N×3×H×W -> the network's normalised float input on its device."""

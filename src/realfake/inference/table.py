@@ -16,7 +16,7 @@ import pandas as pd
 from realfake.atomic import write_text
 from realfake.data.layout import UNLABELLED
 from realfake.data.loader import SkippedImagesWarning, load_images
-from realfake.inference.predictor import Predictor
+from realfake.inference.predictor import BasePredictor
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Predictions:
 
 
 def prediction_table(
-    predictor: Predictor,
+    predictor: BasePredictor,
     source: str | Path,
     *,
     batch_size: int = 256,

@@ -1,0 +1,212 @@
+"""Load test of `realfake serve`: many concurrent clients mixing health, predict and bad uploads.
+
+Loopback only, bounded in time. Each client loops: GET /health, POST /predict/ (the write-up's
+1:4 mix of health and predict, with 32 px JPEGs) and, one request in six, a hostile upload (not
+an image, a decompression bomb, too many files, an unknown field, a body over the limit). It
+records every status and every transport error, and samples the server's resident memory.
+
+    python benchmarks/load_serve.py RUN [--clients 200] [--seconds 30] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_common import Server, realfake_serve, running
+
+# What each hostile upload must get (anything else, a 5xx above all, is a failure).
+EXPECTED = {
+    "health": {200},
+    "predict": {200},
+    "not_an_image": {415},
+    "bomb": {413},
+    "too_many_files": {413},
+    "unknown_field": {422},
+    "too_big": {413},
+}
+MAX_BODY_MB = 1.0  # the limit the load test's server runs with (small: the oversize body is 1.2 MB)
+MAX_FILES = 4
+
+
+def bomb_png(side: int = 20_000) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@dataclass
+class LoadReport:
+    clients: int
+    seconds: float
+    statuses: Counter = field(default_factory=Counter)  # (kind, status)
+    transport_errors: Counter = field(default_factory=Counter)  # (kind, error type)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for (_, status), n in self.statuses.items() if status >= 500)
+
+    @property
+    def unexpected(self) -> dict[tuple[str, int], int]:
+        return {k: n for k, n in self.statuses.items() if k[1] not in EXPECTED[k[0]]}
+
+    def rss_growth_mb(self, warmup: float) -> float:
+        """RSS at the end minus RSS once the warm-up is over."""
+        after = [mb for t, mb in self.rss_mb if t >= warmup]
+        return after[-1] - after[0] if len(after) > 1 else float("nan")
+
+    def percentile(self, kind: str, q: float) -> float:
+        values = sorted(self.latencies.get(kind, []))
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def _requests(images: list[bytes]) -> dict[str, dict]:
+    big = b"\0" * int(MAX_BODY_MB * 1.2 * 1024 * 1024)
+    return {
+        "not_an_image": {"files": [("files", ("notes.txt", b"not an image", "text/plain"))]},
+        "bomb": {"files": [("files", ("bomb.png", bomb_png(), "image/png"))]},
+        "too_many_files": {
+            "files": [
+                ("files", (f"{i}.jpg", images[0], "image/jpeg")) for i in range(MAX_FILES + 1)
+            ]
+        },
+        "unknown_field": {"files": [("image", ("a.jpg", images[0], "image/jpeg"))]},
+        "too_big": {"files": [("files", ("big.png", big, "image/png"))]},
+    }
+
+
+async def _client(
+    http: httpx.AsyncClient, images: list[bytes], bad: dict, stop: float, report: LoadReport, rng
+) -> None:
+    kinds = ["health"] + ["predict"] * 4 + ["bad"]
+    while time.perf_counter() < stop:
+        kind = rng.choice(kinds)
+        if kind == "bad":
+            kind = rng.choice(list(bad))
+        started = time.perf_counter()
+        try:
+            if kind == "health":
+                answer = await http.get("/health")
+            elif kind == "predict":
+                image = rng.choice(images)
+                answer = await http.post(
+                    "/predict/", files={"data": ("x.jpg", image, "image/jpeg")}
+                )
+            else:
+                files = bad[kind]["files"]
+                answer = await http.post("/predict", files=files)
+            report.statuses[(kind, answer.status_code)] += 1
+            report.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+        except httpx.TransportError as exc:
+            report.transport_errors[(kind, type(exc).__name__)] += 1
+
+
+async def _sample_rss(server: Server, stop: float, report: LoadReport, t0: float) -> None:
+    while time.perf_counter() < stop:
+        report.rss_mb.append((time.perf_counter() - t0, server.rss_mb()))
+        await asyncio.sleep(0.5)
+    report.rss_mb.append((time.perf_counter() - t0, server.rss_mb()))
+
+
+async def load(
+    server: Server, images: list[bytes], clients: int, seconds: float, seed: int = 0
+) -> LoadReport:
+    """``clients`` concurrent clients against ``server`` for ``seconds``; what they saw."""
+    report = LoadReport(clients, seconds)
+    bad = _requests(images)
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=5
+    )
+    timeout = httpx.Timeout(60.0, connect=30.0)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as http:
+        t0 = time.perf_counter()
+        stop = t0 + seconds
+        tasks = [
+            _client(http, images, bad, stop, report, random.Random(seed * 1000 + i))
+            for i in range(clients)
+        ]
+        await asyncio.gather(_sample_rss(server, stop, report, t0), *tasks)
+    return report
+
+
+def embedded_images() -> list[bytes]:
+    from realfake.data.embedded import embedded_data_path
+
+    root = embedded_data_path() / "test"
+    return [p.read_bytes() for p in sorted(root.glob("*/*.jpg"))]
+
+
+def serve_args() -> list[str]:
+    return ["--max-body-mb", str(MAX_BODY_MB), "--max-files", str(MAX_FILES)]
+
+
+def summary(report: LoadReport, warmup: float) -> str:
+    lines = [
+        f"{report.clients} clients, {report.seconds:.0f} s: {report.requests} answers "
+        f"({report.requests / report.seconds:.0f}/s), 5xx: {report.server_errors}, "
+        f"transport errors: {sum(report.transport_errors.values())} "
+        f"{dict(report.transport_errors)}",
+        f"unexpected statuses: {report.unexpected or 'none'}",
+        "| request | count | statuses | p50 ms | p99 ms |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
+    for kind in EXPECTED:
+        got = {s: n for (k, s), n in report.statuses.items() if k == kind}
+        if got:
+            lines.append(
+                f"| {kind} | {sum(got.values())} | {got} "
+                f"| {1000 * report.percentile(kind, 0.5):.0f} "
+                f"| {1000 * report.percentile(kind, 0.99):.0f} |"
+            )
+    rss = [mb for _, mb in report.rss_mb]
+    after = [mb for t, mb in report.rss_mb if t >= warmup]
+    lines.append(
+        f"server RSS: start {rss[0]:.0f} MB, after {warmup:.0f} s warm-up {after[0]:.0f} MB, "
+        f"end {after[-1]:.0f} MB (growth after warm-up {report.rss_growth_mb(warmup):+.1f} MB; "
+        f"max {max(rss):.0f} MB, median {statistics.median(after):.0f} MB)"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="run directory, .ckpt or .onnx")
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds before RSS must be flat")
+    parser.add_argument("--extra", default="", help="more `realfake serve` arguments")
+    args = parser.parse_args()
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    command = realfake_serve(args.model, *serve_args(), *args.extra.split())
+    with running(command, log) as server:
+        report = asyncio.run(load(server, embedded_images(), args.clients, args.seconds))
+    print(summary(report, args.warmup))
+    ok = not report.server_errors and not report.transport_errors and not report.unexpected
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

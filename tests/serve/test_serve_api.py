@@ -1,0 +1,141 @@
+"""The service in process: probes, metadata, /predict, the write-up's contract, Grad-CAM."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import SETTINGS, png_bytes
+
+from realfake.inference import Predictor
+
+
+def _files(paths, field="files"):
+    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def test_health_and_ready_answer_once_loaded(client, tiny_run):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model_loaded"] is True
+    assert health["device"] == "cpu"
+    assert health["checkpoint"].startswith(f"{tiny_run.name}/checkpoints/")
+    assert str(tiny_run.parent) not in health["checkpoint"]  # no server directories leak
+    assert client.get("/ready").status_code == 200
+
+
+def test_metadata_describes_model_threshold_and_checkpoint(client, tiny_run):
+    from realfake import __version__
+
+    predictor = Predictor.load(tiny_run)
+    meta = client.get("/metadata").json()
+    assert meta["model"] == "fastnet"
+    assert meta["classes"] == ["FAKE", "REAL"] and meta["image_size"] == 32
+    assert meta["threshold"] == pytest.approx(predictor.frozen_threshold())
+    assert meta["backend"] == "torch" and meta["explain"] is True
+    assert meta["checkpoint_sha256"] == predictor.sha256
+    assert meta["version"] == __version__
+    assert meta["limits"]["max_files"] == SETTINGS.max_files
+
+
+def test_predict_matches_the_predictor_for_every_file(client, tiny_run, test_images):
+    paths = test_images["FAKE"][:2] + test_images["REAL"][:2]
+    answer = client.post("/predict", files=_files(paths))
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    predictor = Predictor.load(tiny_run)
+    threshold = predictor.frozen_threshold()
+    expected = predictor.predict(paths, threshold=threshold)
+    assert [r["file"] for r in results] == [p.name for p in paths]
+    for got, want in zip(results, expected, strict=True):
+        assert got["label"] == want.label and got["index"] == want.index
+        assert got["threshold"] == pytest.approx(threshold)
+        got_p = [got["probabilities"][c] for c in predictor.classes]
+        np.testing.assert_allclose(
+            got_p, [want.probabilities[c] for c in predictor.classes], atol=1e-6
+        )
+
+
+def test_a_bad_file_gets_its_own_error_and_the_others_their_results(client, two_images):
+    files = [*_files(two_images), ("files", ("notes.txt", b"plain text, not pixels", "text/plain"))]
+    answer = client.post("/predict", files=files)
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [r["label"] is not None for r in results] == [True, True, False]
+    assert results[2]["status"] == 415 and "notes.txt" in results[2]["error"]
+
+
+def test_the_write_ups_contract_predict_slash_with_field_data(client, two_images):
+    path = two_images[0]
+    answer = client.post("/predict/", files={"data": (path.name, path.read_bytes(), "image/jpeg")})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"prediction", "probs"}
+    assert body["prediction"] in ("FAKE", "REAL")
+    assert set(body["probs"]) == {"FAKE", "REAL"}
+    assert sum(body["probs"].values()) == pytest.approx(1.0)
+    health = client.get("/health").json()
+    assert {"status", "model_loaded", "device", "checkpoint"} <= set(health)
+
+
+def test_explain_answers_a_png_overlay_of_the_image_and_its_map(client, two_images):
+    from PIL import Image
+
+    path = two_images[0]
+    answer = client.post("/explain", files={"file": (path.name, path.read_bytes(), "image/jpeg")})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(answer.content))
+    size = SETTINGS.explain_size
+    assert picture.size == (2 * size + 4, size + 22)  # image | overlay, captioned
+    assert answer.headers["x-prediction"] in ("FAKE", "REAL")
+    other = client.post(
+        "/explain?target=REAL", files={"file": (path.name, path.read_bytes(), "image/jpeg")}
+    )
+    assert other.headers["x-explained-class"] == "REAL"
+    assert (
+        client.post("/explain?target=CAT", files={"file": ("a.png", png_bytes())}).status_code
+        == 422
+    )
+
+
+def test_metrics_count_requests_errors_batches_and_load_time(client, two_images):
+    client.post("/predict", files=_files(two_images))
+    client.post("/predict", files=[("files", ("x.txt", b"text", "text/plain"))])
+    text = client.get("/metrics").text
+    assert 'realfake_requests_total{endpoint="/predict",status="200"}' in text
+    assert 'realfake_errors_total{endpoint="/predict",kind="not_an_image"}' in text
+    assert "realfake_request_latency_seconds_bucket" in text
+    assert "realfake_batch_size_count" in text
+    assert 'realfake_stage_seconds_count{stage="decode"}' in text
+    load = [line for line in text.splitlines() if line.startswith("realfake_model_load_seconds ")]
+    assert load and float(load[0].split()[1]) > 0
+
+
+def test_two_apps_in_one_process_keep_their_own_metrics(tiny_run, client):
+    from realfake.serve import create_app
+
+    create_app(str(tiny_run))  # registering its metrics must not clash with the first app's
+    assert client.get("/metrics").status_code == 200
+
+
+def test_openapi_documents_the_endpoints_and_their_schemas(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/predict", "/predict/", "/explain", "/health", "/ready", "/metadata"):
+        assert path in spec["paths"], path
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert body["schema"]["properties"]["files"]["type"] == "array"
+    assert {"ImageResult", "PredictResponse", "Metadata", "LegacyPrediction"} <= set(
+        spec["components"]["schemas"]
+    )
+    assert client.get("/docs").status_code == 200
+
+
+def test_the_page_and_its_assets_come_from_the_app(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    for asset in ("/static/app.js", "/static/style.css"):
+        answer = client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+        assert "https://" not in answer.text, asset
+    assert client.get("/static/../app.py").status_code == 404
