@@ -88,10 +88,28 @@ HIGHER = {
         "realfake.studies",
         "realfake.explain",
         "realfake.data.datamodule",
+        "realfake.export",
+    },
+    "realfake.export": {
+        "lightning",
+        "realfake.train",
+        "realfake.evaluate",
+        "realfake.robustness",
+        "realfake.studies",
+        "realfake.explain",
     },
     "realfake.evaluate": {"lightning", "realfake.train", "realfake.studies", "realfake.robustness"},
     "realfake.explain": {"lightning", "realfake.train", "realfake.studies", "realfake.evaluate"},
     "realfake.robustness": {"realfake.train", "realfake.studies"},
+    # The service builds on the predictor, runs, explain, data and models; never on training
+    # or the analyses, so a serving image needs no Lightning.
+    "realfake.serve": {
+        "lightning",
+        "realfake.train",
+        "realfake.evaluate",
+        "realfake.studies",
+        "realfake.robustness",
+    },
 }
 
 
@@ -121,7 +139,7 @@ def test_importing_the_predictor_loads_torch_but_not_lightning() -> None:
     code = (
         "import sys, realfake.inference; "
         "names = {'torch', 'torchvision', 'lightning', 'pytorch_lightning', 'mlflow', 'sklearn', "
-        "'matplotlib'}; "
+        "'matplotlib', 'onnx', 'onnxruntime', 'onnxscript'}; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & names))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

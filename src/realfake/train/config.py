@@ -2,7 +2,8 @@
 
 A config is composed in this order, later layers winning:
   1. the dataclass defaults below;
-  2. ``experiment=NAME`` -> ``configs/experiment/NAME.yaml`` (a small diff over the defaults);
+  2. ``experiment=NAME`` -> ``configs/experiment/NAME.yaml`` (a small diff over the defaults),
+     or ``experiment=PATH`` to any such YAML file;
   3. group choices such as ``model=resnext29`` -> ``configs/model/resnext29.yaml`` into ``model``
      (``model=NAME`` of any registered model without a file sets ``model.name``);
   4. dotted overrides such as ``optim.lr=1e-3``.
@@ -114,6 +115,8 @@ class LoggingConfig:
     wandb_mode: str = "offline"  # offline works with no network; "online" needs a login
     wandb_project: str = "realfake"
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
+    # The MLflow run this one nests under (tag mlflow.parentRunId); a sweep sets it per trial.
+    parent_run_id: str | None = None
 
 
 @dataclass
@@ -458,7 +461,16 @@ def compose(
 
 
 def _choose(cfg: DictConfig, group: str, name: str) -> DictConfig:
-    """Apply ``GROUP=NAME``: its YAML file, or for ``model`` any registered model's name."""
+    """Apply ``GROUP=NAME``: its YAML file, or for ``model`` any registered model's name.
+
+    ``experiment=`` also takes a path to a YAML file (a sweep's ``best.yaml``, say): a name
+    ending in .yaml/.yml or holding a path separator is read as one.
+    """
+    if group == "experiment" and (name.endswith((".yaml", ".yml")) or "/" in name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"experiment file {path} does not exist (experiment={name})")
+        return _merge(cfg, _read_yaml(path), f"from {path}")
     known = available(group)
     if name in known:
         path = config_dir() / group / f"{name}.yaml"

@@ -250,7 +250,9 @@ def attach_callbacks(
     git = git_state()
     manifest = _manifest(plan, data, git)
     tracker = (
-        MlflowTracker(cfg.logging.tracking_uri, cfg.logging.experiment_name)
+        MlflowTracker(
+            cfg.logging.tracking_uri, cfg.logging.experiment_name, cfg.logging.parent_run_id
+        )
         if cfg.logging.mlflow and trainer.is_global_zero
         else None
     )

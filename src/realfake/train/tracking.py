@@ -22,11 +22,14 @@ class MlflowTracker:
     the rest of the run, because losing a plot is better than losing a training run.
     """
 
-    def __init__(self, tracking_uri: str | None, experiment: str) -> None:
+    def __init__(
+        self, tracking_uri: str | None, experiment: str, parent_run_id: str | None = None
+    ) -> None:
         self.tracking_uri = (
             tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
         )
         self.experiment = experiment
+        self.parent_run_id = parent_run_id  # new runs nest under it (a sweep's trials)
         self.run_id: str | None = None
         self._client: Any = None
         self.enabled = True
@@ -65,7 +68,8 @@ class MlflowTracker:
                 )
             )
             if run_id is None:
-                run = client.create_run(exp_id, run_name=run_name, tags=tags)
+                nest = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else {}
+                run = client.create_run(exp_id, run_name=run_name, tags={**tags, **nest})
                 rid = run.info.run_id
                 # MLflow caps parameter values at 6000 characters; configs are short.
                 from mlflow.entities import Param
