@@ -31,6 +31,12 @@ TRAIN = [
 ]
 
 
+def _default_sigint() -> None:
+    # A shell that starts a job in the background (as CI may start the test run) ignores SIGINT
+    # in it, and an ignored signal stays ignored across exec: give the child a terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(args: list[str], data_cache: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "REALFAKE_CACHE": str(data_cache)}
     return subprocess.Popen(
@@ -39,6 +45,7 @@ def _cli(args: list[str], data_cache: Path, **kw) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         **kw,
     )
 
