@@ -270,3 +270,23 @@ def test_two_workers_share_one_postgresql_study_and_count_every_trial_once(
     # The two workers ran at the same time (their trials overlap in time).
     spans = sorted((t.datetime_start, t.datetime_complete) for t in counted)
     assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_a_trial_whose_loss_becomes_nan_is_failed_with_its_reason_and_the_sweep_goes_on(
+    tmp_path, sweep_tiny
+):
+    sweep = tmp_path / "nan.yaml"
+    sweep.write_text(
+        "method: grid\n"
+        "metric: {name: val/loss, goal: minimize}\n"
+        "parameters:\n"
+        "  lr: {values: [0.05, 1.0e+12]}\n"  # the second one diverges at once
+        "  sched.name: {value: none}\n"
+    )
+    result = run_sweep(sweep, overrides=sweep_tiny, out_root=tmp_path / "sweeps")
+    study = optuna.load_study(study_name=result.name, storage=result.storage)
+    trials = {t.params["optim.lr"]: t for t in study.trials}
+    assert trials[1e12].state == optuna.trial.TrialState.FAIL
+    assert "NaN" in trials[1e12].user_attrs["fail_reason"]
+    assert trials[0.05].state == optuna.trial.TrialState.COMPLETE
+    assert result.best_trial == trials[0.05].number

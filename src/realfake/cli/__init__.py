@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from realfake import __version__
-from realfake.errors import RealfakeError
+from realfake.errors import RealfakeError, TrainingInterrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         result = handler(args)
+    except TrainingInterrupted as exc:  # Ctrl-C or SIGTERM: say how to go on, exit 130/143
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except RealfakeError as exc:
         # A user error is one sentence; -v adds where it was raised, for a bug report.
         # Anything else (a bug) propagates with its traceback.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,13 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--resume continues the run's saved config; drop the overrides {extra}"
             )
-    from realfake.errors import TrainingInterrupted
-
-    try:
-        result = train(cfg, resume=resume)
-    except TrainingInterrupted as exc:
-        print(f"interrupted: {exc}", file=sys.stderr)
-        return exc.exit_code
+    result = train(cfg, resume=resume)
     if result.primary:  # the other processes of a DDP run have nothing of their own to say
         print_result(result)
     return 0
