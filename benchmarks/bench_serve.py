@@ -1,10 +1,11 @@
 """Throughput of `realfake serve` (torch and ONNX backends) against the write-up's naive server.
 
-Each server runs in its own process on a free loopback port; closed-loop clients (httpx, async,
-in this process) POST one 32 px CIFAKE JPEG to the write-up's `/predict/` and wait for the
-answer, at 1, 16 and 64 concurrent clients for ``--seconds`` each. For realfake's servers the
-Prometheus stage histograms, read before and after each level, say where a request's time went:
-multipart parsing, decoding, waiting for a batch, the forward pass, and the batch sizes.
+Each server runs in its own process on a free loopback port; closed-loop clients (raw_http's
+lean keep-alive connections, in this process) POST one 32 px CIFAKE JPEG to the write-up's
+`/predict/` and wait for the answer, at 1, 16 and 64 concurrent clients for ``--seconds``
+each. For realfake's servers the Prometheus stage histograms, read before and after each
+level, say where a request's time went: multipart parsing, decoding, waiting for a batch, the
+forward pass, and the batch sizes.
 
     python benchmarks/bench_serve.py RUN [--onnx MODEL.onnx] [--seconds 10]
 """
@@ -19,10 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raw_http
 from load_serve import embedded_images
 from serve_common import realfake_serve, running
 
@@ -32,29 +35,36 @@ STAGES = ("parse", "decode", "wait", "forward")
 
 async def closed_loop(url: str, images: list[bytes], clients: int, seconds: float) -> dict:
     """``clients`` clients, each sending its next request when the last is answered."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    requests = [
+        raw_http.post_files("/predict/", f"{host}:{port}", [("data", "x.jpg", im, "image/jpeg")])
+        for im in images
+    ]
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
 
-        async def client(k: int) -> None:
-            nonlocal failures
-            i = k
+    async def client(k: int) -> None:
+        nonlocal failures
+        connection = raw_http.Connection(host, port)
+        i = k
+        try:
             while time.perf_counter() < stop:
-                image = images[i % len(images)]
+                request = requests[i % len(requests)]
                 i += clients
                 started = time.perf_counter()
-                answer = await http.post(
-                    "/predict/", files={"data": ("x.jpg", image, "image/jpeg")}
-                )
-                if answer.status_code != 200:
+                try:
+                    answer = await connection.request(request)
+                    failures += answer.status != 200
+                except raw_http.HttpError:
                     failures += 1
                 latencies.append(time.perf_counter() - started)
+        finally:
+            await connection.close()
 
-        stop = time.perf_counter() + seconds
-        began = time.perf_counter()
-        await asyncio.gather(*(client(k) for k in range(clients)))
-        elapsed = time.perf_counter() - began
+    stop = time.perf_counter() + seconds
+    began = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - began
     latencies.sort()
     n = len(latencies)
     return {
@@ -123,10 +133,10 @@ def main() -> int:
             continue
         ready = "/health" if name == "naive" else "/ready"
         with running(command, log_dir / f"{name}.log", ready_path=ready) as server:
-            asyncio.run(closed_loop(server.url, images, 4, 1.0))  # warm-up
+            raw_http.run(closed_loop(server.url, images, 4, 1.0))  # warm-up
             for clients in levels:
                 before = scrape(server.url) if name != "naive" else {}
-                row = asyncio.run(closed_loop(server.url, images, clients, args.seconds))
+                row = raw_http.run(closed_loop(server.url, images, clients, args.seconds))
                 where = breakdown(before, scrape(server.url)) if name != "naive" else ""
                 load = os.getloadavg()[0]
                 print(

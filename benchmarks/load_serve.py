@@ -22,10 +22,10 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raw_http
 from serve_common import Server, realfake_serve, running
 
 # What each hostile upload must get (anything else, a 5xx above all, is a failure).
@@ -83,45 +83,62 @@ class LoadReport:
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def _requests(images: list[bytes]) -> dict[str, dict]:
+def _requests(images: list[bytes], host: str) -> dict[str, list[bytes]]:
+    """The encoded requests of each kind (a list: the client picks one at random)."""
     big = b"\0" * int(MAX_BODY_MB * 1.2 * 1024 * 1024)
+    jpeg = images[0]
     return {
-        "not_an_image": {"files": [("files", ("notes.txt", b"not an image", "text/plain"))]},
-        "bomb": {"files": [("files", ("bomb.png", bomb_png(), "image/png"))]},
-        "too_many_files": {
-            "files": [
-                ("files", (f"{i}.jpg", images[0], "image/jpeg")) for i in range(MAX_FILES + 1)
-            ]
-        },
-        "unknown_field": {"files": [("image", ("a.jpg", images[0], "image/jpeg"))]},
-        "too_big": {"files": [("files", ("big.png", big, "image/png"))]},
+        "health": [raw_http.get("/health", host)],
+        "predict": [
+            raw_http.post_files("/predict/", host, [("data", "x.jpg", im, "image/jpeg")])
+            for im in images
+        ],
+        "not_an_image": [
+            raw_http.post_files(
+                "/predict", host, [("files", "notes.txt", b"not an image", "text/plain")]
+            )
+        ],
+        "bomb": [
+            raw_http.post_files("/predict", host, [("files", "bomb.png", bomb_png(), "image/png")])
+        ],
+        "too_many_files": [
+            raw_http.post_files(
+                "/predict",
+                host,
+                [("files", f"{i}.jpg", jpeg, "image/jpeg") for i in range(MAX_FILES + 1)],
+            )
+        ],
+        "unknown_field": [
+            raw_http.post_files("/predict", host, [("image", "a.jpg", jpeg, "image/jpeg")])
+        ],
+        "too_big": [
+            raw_http.post_files("/predict", host, [("files", "big.png", big, "image/png")])
+        ],
     }
 
 
 async def _client(
-    http: httpx.AsyncClient, images: list[bytes], bad: dict, stop: float, report: LoadReport, rng
+    server: Server, requests: dict[str, list[bytes]], stop: float, report: LoadReport, rng
 ) -> None:
     kinds = ["health"] + ["predict"] * 4 + ["bad"]
-    while time.perf_counter() < stop:
-        kind = rng.choice(kinds)
-        if kind == "bad":
-            kind = rng.choice(list(bad))
-        started = time.perf_counter()
-        try:
-            if kind == "health":
-                answer = await http.get("/health")
-            elif kind == "predict":
-                image = rng.choice(images)
-                answer = await http.post(
-                    "/predict/", files={"data": ("x.jpg", image, "image/jpeg")}
-                )
-            else:
-                files = bad[kind]["files"]
-                answer = await http.post("/predict", files=files)
-            report.statuses[(kind, answer.status_code)] += 1
+    bad = [k for k in requests if k not in ("health", "predict")]
+    url = urlsplit(server.url)
+    connection = raw_http.Connection(url.hostname, url.port)
+    try:
+        while time.perf_counter() < stop:
+            kind = rng.choice(kinds)
+            if kind == "bad":
+                kind = rng.choice(bad)
+            started = time.perf_counter()
+            try:
+                answer = await connection.request(rng.choice(requests[kind]))
+            except raw_http.HttpError as exc:
+                report.transport_errors[(kind, str(exc).split(":")[0])] += 1
+                continue
+            report.statuses[(kind, answer.status)] += 1
             report.latencies.setdefault(kind, []).append(time.perf_counter() - started)
-        except httpx.TransportError as exc:
-            report.transport_errors[(kind, type(exc).__name__)] += 1
+    finally:
+        await connection.close()
 
 
 async def _sample_rss(server: Server, stop: float, report: LoadReport, t0: float) -> None:
@@ -136,19 +153,14 @@ async def load(
 ) -> LoadReport:
     """``clients`` concurrent clients against ``server`` for ``seconds``; what they saw."""
     report = LoadReport(clients, seconds)
-    bad = _requests(images)
-    limits = httpx.Limits(
-        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=5
-    )
-    timeout = httpx.Timeout(60.0, connect=30.0)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as http:
-        t0 = time.perf_counter()
-        stop = t0 + seconds
-        tasks = [
-            _client(http, images, bad, stop, report, random.Random(seed * 1000 + i))
-            for i in range(clients)
-        ]
-        await asyncio.gather(_sample_rss(server, stop, report, t0), *tasks)
+    requests = _requests(images, urlsplit(server.url).netloc)
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+    tasks = [
+        _client(server, requests, stop, report, random.Random(seed * 1000 + i))
+        for i in range(clients)
+    ]
+    await asyncio.gather(_sample_rss(server, stop, report, t0), *tasks)
     return report
 
 
@@ -202,7 +214,7 @@ def main() -> int:
     log = Path(tempfile.mkdtemp()) / "server.log"
     command = realfake_serve(args.model, *serve_args(), *args.extra.split())
     with running(command, log) as server:
-        report = asyncio.run(load(server, embedded_images(), args.clients, args.seconds))
+        report = raw_http.run(load(server, embedded_images(), args.clients, args.seconds))
     print(summary(report, args.warmup))
     ok = not report.server_errors and not report.transport_errors and not report.unexpected
     return 0 if ok else 1

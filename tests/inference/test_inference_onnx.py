@@ -147,6 +147,18 @@ def test_load_predictor_picks_the_backend_from_the_file(tiny_run, exported):
         load_predictor(tiny_run, backend="tensorrt")
 
 
+def test_threads_reach_onnx_runtime_and_keep_the_answers(exported, test_split):
+    images, _ = test_split
+    default = load_predictor(exported)
+    one = load_predictor(exported, threads=1)
+    options = one.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    np.testing.assert_allclose(one.probabilities(images), default.probabilities(images), atol=1e-6)
+    with pytest.raises(ConfigError, match="threads=0"):
+        load_predictor(exported, threads=0)
+
+
 def test_export_refuses_an_existing_out_without_force(tiny_run, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"keep me")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 from conftest import SETTINGS, png_bytes
 
 from realfake.inference import Predictor
+from realfake.serve import ServeSettings
 
 
 def _files(paths, field="files"):
@@ -139,3 +141,12 @@ def test_the_page_and_its_assets_come_from_the_app(client):
         assert answer.status_code == 200 and answer.content, asset
         assert "https://" not in answer.text, asset
     assert client.get("/static/../app.py").status_code == 404
+
+
+def test_served_threads_leave_torch_a_core_for_http_and_give_onnx_its_share():
+    cores = os.cpu_count() or 1
+    assert ServeSettings().model_threads(onnx=True) == cores
+    assert ServeSettings().model_threads(onnx=False) == max(1, cores - 1)
+    assert ServeSettings(workers=cores).model_threads(onnx=True) == 1
+    assert ServeSettings(workers=cores).model_threads(onnx=False) == 1
+    assert ServeSettings(threads=3).model_threads(onnx=False) == 3

@@ -18,9 +18,16 @@ def is_onnx_file(ref: str | Path) -> bool:
 
 
 def load_predictor(
-    ref: str | Path, backend: str = "auto", device: str | torch.device = "cpu"
+    ref: str | Path,
+    backend: str = "auto",
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
 ) -> BasePredictor:
-    """A predictor for a run directory, .ckpt or .onnx file; ``auto``: .onnx → ONNX Runtime."""
+    """A predictor for a run directory, .ckpt or .onnx file; ``auto``: .onnx → ONNX Runtime.
+
+    ``threads`` sets ONNX Runtime's intra-op threads; torch's thread count is process-wide
+    (``torch.set_num_threads``), so it stays with the process that owns it.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
     onnx_file = is_onnx_file(ref)
@@ -34,5 +41,5 @@ def load_predictor(
     if onnx_file:
         from realfake.inference.onnx import OnnxPredictor
 
-        return OnnxPredictor.load(ref, device)
+        return OnnxPredictor.load(ref, device, threads)
     return Predictor.load(ref, device)

@@ -72,8 +72,14 @@ class OnnxPredictor(BasePredictor):
         self._input = session.get_inputs()[0].name
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> OnnxPredictor:
-        """The .onnx file at ``path``; its spec and baked-in flip TTA come from its metadata."""
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+    ) -> OnnxPredictor:
+        """The .onnx file at ``path``; its spec and baked-in flip TTA come from its metadata.
+
+        ``threads``: ONNX Runtime's intra-op threads, which then wait without spinning (a
+        server sharing its cores with an event loop); None keeps ONNX Runtime's defaults.
+        """
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
@@ -81,6 +87,14 @@ class OnnxPredictor(BasePredictor):
         chosen = providers(device)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are about graph fusions
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"threads={threads}: expected >= 1")
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # Idle pool threads otherwise spin for a while after each run, burning the core
+            # that the HTTP event loop needs between forward passes.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         state = ort.capi.onnxruntime_pybind11_state
         unreadable = (state.Fail, state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile)
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,22 +9,20 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from realfake.errors import ConfigError, RealfakeError
+from realfake.errors import RealfakeError
 
 
-def load_served_predictor(ref: str | Path, backend: str = "auto", device: str = "cpu") -> Any:
+def load_served_predictor(
+    ref: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None
+) -> Any:
     """A predictor of a run directory, checkpoint or ONNX file on the backend asked for.
 
-    ``realfake.inference.load_predictor`` chooses the backend (auto: .onnx files run on ONNX
-    Runtime); an installation without it has the torch backend only.
+    ``threads``: the model's intra-op threads (ONNX Runtime's session; the server process sets
+    torch's own once, at start).
     """
-    inference = importlib.import_module("realfake.inference")
-    load = getattr(inference, "load_predictor", None)
-    if load is not None:
-        return load(ref, backend=backend, device=device)
-    if backend == "onnx" or str(ref).endswith(".onnx"):
-        raise ConfigError("the ONNX backend is not available in this installation")
-    return inference.Predictor.load(ref, device=device)
+    from realfake.inference import load_predictor
+
+    return load_predictor(ref, backend=backend, device=device, threads=threads)
 
 
 def backend_name(predictor: Any) -> str:

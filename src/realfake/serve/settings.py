@@ -30,9 +30,7 @@ class ServeSettings:
     api_key: str | None = None  # when set, requests must carry it in the X-API-Key header
     cors_origins: tuple[str, ...] = field(default_factory=tuple)  # empty: CORS off
     explain_size: int = 192  # px of each half of the Grad-CAM overlay
-    # Intra-op threads of the model in each worker process; None: one core left to the event
-    # loop (cpu_count - 1, at least 1). On 2 busy cores one thread ran a batch 2-3× faster than
-    # two threads fighting the event loop for the cores (BENCHMARKS.md, issue 15).
+    # Intra-op threads of the model in each worker process; None: chosen by backend (below).
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -49,11 +47,18 @@ class ServeSettings:
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("an empty API key protects nothing; leave it unset or give one")
 
-    def model_threads(self) -> int:
-        """The intra-op threads the model gets in one worker."""
+    def model_threads(self, onnx: bool) -> int:
+        """The intra-op threads the model gets in one worker process.
+
+        Each worker's share of the cores; torch leaves one of them to the event loop, because
+        its idle threads spin: on 2 cores, one torch thread served 169 requests/s at 64
+        clients and two threads 41-50. ONNX Runtime's threads are set not to spin, so it takes
+        the whole share: 453 requests/s with two threads, 293 with one (BENCHMARKS.md, issue 15).
+        """
         if self.threads is not None:
             return self.threads
-        return max(1, (os.cpu_count() or 1) - 1)
+        share = max(1, (os.cpu_count() or 1) // self.workers)
+        return share if onnx else max(1, share - 1)
 
     def to_json(self) -> str:
         """The settings as JSON (how worker processes receive them)."""
