@@ -102,6 +102,15 @@ def evaluated(tiny_run):
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, evaluated, tmp_path_factory):
+    """The tiny run exported to ONNX with its own flip TTA and frozen threshold (one export)."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from realfake.export import export_onnx
+
+    return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
 def robustness(tiny_run):
     """The robustness grid of the tiny run: JPEG, blur and noise, noise seed 1."""
     from realfake.robustness.grid import robustness_report

@@ -29,9 +29,9 @@ def predictor(tiny_run, evaluated) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def exported(predictor, tmp_path_factory) -> Path:
-    """The tiny run exported with its own flip TTA (the one export of the fast tier)."""
-    return export_onnx(predictor.run.path, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+def exported(tiny_onnx) -> Path:
+    """The tiny run exported with its own flip TTA (the session's one export)."""
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SETTINGS, png_bytes
+from conftest import SETTINGS, png_bytes, wait_ready
+from fastapi.testclient import TestClient
 
 from realfake.inference import Predictor
-from realfake.serve import ServeSettings
+from realfake.serve import ServeSettings, create_app
 
 
 def _files(paths, field="files"):
@@ -150,3 +151,21 @@ def test_served_threads_leave_torch_a_core_for_http_and_give_onnx_its_share():
     assert ServeSettings(workers=cores).model_threads(onnx=True) == 1
     assert ServeSettings(workers=cores).model_threads(onnx=False) == 1
     assert ServeSettings(threads=3).model_threads(onnx=False) == 3
+
+
+def test_an_onnx_file_serves_the_runs_answers(client, tiny_onnx, two_images):
+    """`serve model.onnx`: ONNX Runtime answers as the torch service does; Grad-CAM says 501."""
+    with TestClient(create_app(str(tiny_onnx), SETTINGS), raise_server_exceptions=False) as onnx:
+        wait_ready(onnx)
+        meta = onnx.get("/metadata").json()
+        assert meta["backend"] == "onnx"
+        assert meta["threshold"] == client.get("/metadata").json()["threshold"] is not None
+        files = _files(two_images)
+        by_onnx = onnx.post("/predict", files=files).json()["results"]
+        by_torch = client.post("/predict", files=files).json()["results"]
+        assert [r["label"] for r in by_onnx] == [r["label"] for r in by_torch]
+        for a, b in zip(by_onnx, by_torch, strict=True):
+            for c in a["probabilities"]:
+                assert a["probabilities"][c] == pytest.approx(b["probabilities"][c], abs=1e-4)
+        explain = onnx.post("/explain", files=_files(two_images[:1], "file"))
+        assert explain.status_code == 501 and "torch backend" in explain.json()["detail"]
