@@ -1,8 +1,9 @@
 """Time building the decoded-image cache for CIFAKE's train.tar (60,000 JPEGs) and loading it.
 
 Usage: ``.venv/bin/python benchmarks/bench_data.py [--tar PATH] [--loads N]``. Reads the shared
-CIFAKE sample (``../shared/data/cifake-sample/train.tar`` next to the project) and skips cleanly
-when it is absent. Every run builds into a fresh temporary cache folder.
+CIFAKE sample (``$REALFAKE_DATA/cifake-sample/train.tar``, by default ``../shared/data`` next to
+the project) and skips cleanly when it is absent. Every run builds into a fresh temporary cache
+folder.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_TAR = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifake-sample" / "train.tar"
-)
+from common import SHARED
+
+DEFAULT_TAR = SHARED / "train.tar"
 
 
 def cpu_model() -> str:

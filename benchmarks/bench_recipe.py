@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from common import BENCHMARKS_MD, header, load_average, update_section
+from common import BENCHMARKS_MD, cifake_sample_paths, header, load_average, update_section
 
 HEADING = "## Speed: the default recipe on CIFAKE, accuracy against wall time (issue 7)"
 
@@ -58,6 +58,7 @@ def run_seed(seed: int, overrides: list[str], runs_dir: Path) -> dict:
             return {**saved, "config": compose(saved["compose"])}
     composed = [
         "data=cifake_sample",
+        *cifake_sample_paths(),
         "experiment=cifake_fast",
         f"seed={seed}",
         "logging=offline",

@@ -1,6 +1,6 @@
 """Speed benchmarks (issue 7): data path vs the seeds' pipeline, training settings, peak, inference.
 
-    python benchmarks/bench_speed.py datapath     # needs ../shared/data/cifake-sample/train.tar
+    python benchmarks/bench_speed.py datapath     # needs $REALFAKE_DATA/cifake-sample/train.tar
     python benchmarks/bench_speed.py train        # per model: fp32 / bf16 / channels_last / compile
     python benchmarks/bench_speed.py peak         # achieved training FLOP/s over matmul peak
     python benchmarks/bench_speed.py inference    # images/s at batch 1 and 256

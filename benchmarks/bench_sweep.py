@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import SHARED, load_average, machine
+from common import SHARED, cifake_sample_paths, load_average, machine
 
 from realfake.studies.sweep import run_sweep
 from realfake.studies.sweepfile import load_sweep
@@ -46,7 +46,7 @@ def sweep(
         spec,
         trials=trials,
         study_name=name,
-        overrides=[*extra, "data.batch_size=64"],
+        overrides=[*extra, *cifake_sample_paths(), "data.batch_size=64"],
         out_root=out,
         sampler=sampler,
         pruner=pruner,

@@ -15,7 +15,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-SHARED = ROOT.parent / "shared" / "data" / "cifake-sample"
+# The folder of data sets: $REALFAKE_DATA when set (README, "Data"), else ../shared/data beside
+# the project, where this machine keeps the CIFAKE sample.
+DATA = Path(os.environ.get("REALFAKE_DATA") or ROOT.parent / "shared" / "data")
+SHARED = DATA / "cifake-sample"
+
+
+def cifake_sample_paths() -> list[str]:
+    """The CIFAKE sample in ``SHARED`` as overrides: ``data=cifake_sample`` then needs no
+    REALFAKE_DATA."""
+    return [f"data.source={SHARED / 'train.tar'}", f"data.test_source={SHARED / 'test.tar'}"]
 
 
 def cpu_model() -> str:

@@ -184,7 +184,12 @@ def test_aliases_are_config_keys():
         assert compose([f"{key}={value}"]) is not None, alias
 
 
-def test_shipped_sweeps_load_and_check():
+def test_shipped_sweeps_load_and_check(tmp_path, monkeypatch):
+    # cifake_fast composes data=cifake_sample, which names files under $REALFAKE_DATA.
+    (tmp_path / "cifake-sample").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "cifake-sample" / f"{split}.tar").touch()
+    monkeypatch.setenv("REALFAKE_DATA", str(tmp_path))
     for name in ("demo", "cifake_fast"):
         spec = load_sweep(name)
         check_spec(spec)

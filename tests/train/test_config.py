@@ -32,12 +32,23 @@ def test_every_shipped_experiment_composes(name):
     assert cfg.trainer.max_epochs > 0
 
 
+@pytest.fixture
+def data_folder(tmp_path):
+    """A folder of data sets as REALFAKE_DATA names one: cifake-sample/{train,test}.tar."""
+    root = tmp_path / "datasets"
+    (root / "cifake-sample").mkdir(parents=True)
+    for name in ("train.tar", "test.tar"):
+        (root / "cifake-sample" / name).write_bytes(b"")  # composing a config opens no file
+    return root
+
+
 @pytest.mark.parametrize(
     "group,name", [(g, n) for g in C.GROUPS for n in C.available(g)], ids=lambda v: str(v)
 )
-def test_every_group_file_composes(group, name, monkeypatch):
+def test_every_group_file_composes(group, name, monkeypatch, data_folder):
     import torch
 
+    monkeypatch.setenv("REALFAKE_DATA", str(data_folder))  # data=cifake_sample names files in it
     # trainer=gpu asks for a GPU: compose it as on a machine that has one.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -270,3 +281,68 @@ def test_wrong_type_in_a_yaml_file_names_the_file_and_the_type(tmp_path):
     assert str(err.value) == (
         f"bad value for config key 'trainer.max_epochs' (from {path}): 'abc' is not an integer"
     )
+
+
+def test_data_location_comes_from_realfake_data_not_the_working_directory(
+    tmp_path, monkeypatch, data_folder
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("REALFAKE_DATA", "../datasets")  # relative: to the folder it is read in
+    cfg = C.compose(["data=cifake_sample"])
+    assert cfg.data.source == str(data_folder / "cifake-sample" / "train.tar")
+    assert cfg.data.test_source == str(data_folder / "cifake-sample" / "test.tar")
+    # The resolved config is what a run saves: absolute paths, nothing left to resolve.
+    saved = tmp_path / "config.yaml"
+    saved.write_text(C.to_yaml(cfg))
+    monkeypatch.delenv("REALFAKE_DATA")
+    monkeypatch.chdir(tmp_path)
+    assert C.load_file(saved).data.source == cfg.data.source
+
+
+def test_unset_realfake_data_names_the_variable_the_file_and_the_path(monkeypatch):
+    monkeypatch.delenv("REALFAKE_DATA", raising=False)
+    with pytest.raises(ConfigError) as err:
+        C.compose(["data=cifake_sample"])
+    msg = str(err.value)
+    assert "environment variable REALFAKE_DATA is not set" in msg
+    assert str(C.config_dir() / "data" / "cifake_sample.yaml") in msg
+    assert "$REALFAKE_DATA/cifake-sample/train.tar" in msg
+    assert "data.source=PATH" in msg  # and how to do without it
+
+
+def test_missing_data_file_names_the_path_it_expected(tmp_path, monkeypatch):
+    monkeypatch.setenv("REALFAKE_DATA", str(tmp_path))
+    expected = tmp_path / "cifake-sample" / "train.tar"
+    with pytest.raises(ConfigError, match=rf"{expected} does not exist \(REALFAKE_DATA="):
+        C.compose(["data=cifake_sample"])
+
+
+def test_command_line_data_source_overrides_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("REALFAKE_DATA", raising=False)
+    train, test = tmp_path / "mine.zip", tmp_path / "test.zip"
+    cfg = C.compose(["data=cifake_sample", f"data.source={train}", f"data.test_source={test}"])
+    assert (cfg.data.source, cfg.data.test_source) == (str(train), str(test))
+    assert cfg.data.val_fraction == 0.05  # the rest of the file still applies
+    monkeypatch.setenv("REALFAKE_DATA", str(tmp_path))  # and $REALFAKE_DATA works there too
+    (tmp_path / "other.tar").write_bytes(b"")
+    cfg = C.compose(["data.source=$REALFAKE_DATA/other.tar"])
+    assert cfg.data.source == str(tmp_path / "other.tar")
+
+
+def test_no_shipped_config_names_a_path_relative_to_the_working_directory():
+    def strings(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    for path in sorted(C.config_dir().rglob("*.yaml")):
+        for text in strings(OmegaConf.to_container(OmegaConf.load(path), resolve=False)):
+            value = text.partition("=")[2] if "=" in text else text  # a study's override
+            assert not value.startswith(("./", "../")) and "/../" not in value, (path, text)

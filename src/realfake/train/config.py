@@ -7,6 +7,10 @@ A config is composed in this order, later layers winning:
   3. group choices such as ``model=resnext29`` -> ``configs/model/resnext29.yaml`` into ``model``
      (``model=NAME`` of any registered model without a file sets ``model.name``);
   4. dotted overrides such as ``optim.lr=1e-3``.
+A value ``$REALFAKE_DATA/REL`` in any layer names ``REL`` inside the folder of data sets that the
+environment variable ``REALFAKE_DATA`` gives; it is replaced by that absolute path as the layer
+is read, and stops with a ConfigError when the variable is unset or the file is missing
+(``data_location``), unless the key is set again on the command line.
 Unknown keys and wrong types stop with a ConfigError naming the key and what would be allowed
 (booleans on the command line are true/false or 1/0; ``model.options`` take the type of the
 model builder's default), and so does an accelerator this machine does not have (``validate``).
@@ -17,9 +21,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import os
 import re
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -106,6 +112,20 @@ class TrainerConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    # Adversarial training (realfake.attacks): each training batch is replaced by its attack on
+    # the network being trained (in training mode) before the loss; "none" trains on clean
+    # images. fgsm_rs is fast adversarial training (Wong et al. 2020: FGSM from a random start in
+    # the ε-ball); pgd is Madry et al. 2018's (steps times the cost). ε and α are in 1/255 of the
+    # pixel range, the unit of the robustness grid's fgsm:EPS and pgd:EPS.
+    attack: str = "none"  # none | fgsm_rs | fgsm | pgd
+    eps: float = 8.0  # L∞ radius in 1/255 (Wong et al.'s 8/255 on CIFAR-10)
+    # Step size in 1/255; None: the attack's own rule (fgsm_rs 1.25·ε, fgsm ε, pgd 2.5·ε/steps).
+    alpha: float | None = None
+    steps: int | None = None  # pgd only; None: 10
+
+
+@dataclass
 class LoggingConfig:
     mlflow: bool = True
     tracking_uri: str | None = None  # default: sqlite:///mlruns.db in the working directory
@@ -131,6 +151,7 @@ class TrainConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -145,6 +166,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "logging.progress": ("auto", "rich", "plain", "none"),
     "logging.wandb_mode": ("offline", "online", "disabled"),
+    "adversarial.attack": ("none", "fgsm_rs", "fgsm", "pgd"),
 }
 
 GROUPS = ("data", "model", "optim", "sched", "early_stopping", "trainer", "logging")
@@ -168,6 +190,49 @@ def _read_yaml(path: Path) -> DictConfig:
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return loaded
+
+
+# The documented folder of data sets (e.g. $REALFAKE_DATA/cifake-sample/train.tar). Config files
+# name files under it instead of paths relative to the working directory, so a shipped config
+# means the same from any folder; realfake only reads the variable, never sets it.
+DATA_ENV = "REALFAKE_DATA"
+_DATA_PREFIX = f"${DATA_ENV}/"
+
+
+def data_location(value: str, key: str, where: str) -> str:
+    """The absolute path that ``$REALFAKE_DATA/REL`` names; ConfigError if unset or missing."""
+    relative = value[len(_DATA_PREFIX) :]
+    fix = f"or give {key}=PATH"
+    root = os.environ.get(DATA_ENV, "").strip()
+    if not root:
+        raise ConfigError(
+            f"config key '{key}' ({where}) is {value}, but the environment variable {DATA_ENV} "
+            f"is not set: set {DATA_ENV} to the folder that holds {relative}, {fix}"
+        )
+    path = Path(os.path.abspath(Path(root).expanduser() / relative))  # from any folder alike
+    if not path.exists():
+        raise ConfigError(
+            f"config key '{key}' ({where}) is {value}, but {path} does not exist "
+            f"({DATA_ENV}={root}): set {DATA_ENV} to the folder that holds {relative}, {fix}"
+        )
+    return str(path)
+
+
+def _data_locations(layer: DictConfig, where: str, keep: Collection[str] = ()) -> DictConfig:
+    """``layer`` with each ``$REALFAKE_DATA/REL`` value replaced by its path (``data_location``).
+
+    Keys in ``keep``, and keys under them, are set again later on the command line: that value
+    wins, so the file's is left as it is.
+    """
+    container = OmegaConf.to_container(layer, resolve=False)
+    assert isinstance(container, dict)
+    for key, value in flatten(container).items():
+        if not (isinstance(value, str) and value.startswith(_DATA_PREFIX)):
+            continue
+        if any(key == k or key.startswith(f"{k}.") for k in keep):
+            continue
+        OmegaConf.update(layer, key, data_location(value, key, where), merge=False)
+    return layer
 
 
 # Override keys: dotted Python names (a list is set whole, e.g. optim.betas=[0.9,0.99]).
@@ -280,6 +345,7 @@ def validate(cfg: DictConfig, where: str = "") -> None:
     """Every check a composed or loaded config must pass before anything runs."""
     _check_choices(cfg)
     _check_trainer(cfg)
+    _check_adversarial(cfg)
     check_hardware(cfg, where)
     _check_resolves(cfg)
 
@@ -322,6 +388,32 @@ def _check_trainer(cfg: DictConfig) -> None:
             f"bad value for config key 'trainer.num_nodes': {cfg.trainer.num_nodes}; it must be "
             ">= 1"
         )
+
+
+def _check_adversarial(cfg: DictConfig) -> None:
+    """ε, α and steps of adversarial training: in range, and steps only where they apply."""
+    adv = cfg.adversarial
+    if not 0 < adv.eps <= 255:
+        raise ConfigError(
+            f"bad value for config key 'adversarial.eps': {adv.eps}; expected a radius in "
+            "(0, 255] in 1/255 of the pixel range (8 is 8/255)"
+        )
+    if adv.alpha is not None and not adv.alpha > 0:
+        raise ConfigError(
+            f"bad value for config key 'adversarial.alpha': {adv.alpha}; expected a step size "
+            "> 0 in 1/255 of the pixel range, or null for the attack's own rule"
+        )
+    if adv.steps is not None:
+        if adv.attack != "pgd":
+            raise ConfigError(
+                f"config key 'adversarial.steps' is {adv.steps} but adversarial.attack is "
+                f"{adv.attack!r}, which takes one step; steps apply to adversarial.attack=pgd"
+            )
+        if adv.steps < 1:
+            raise ConfigError(
+                f"bad value for config key 'adversarial.steps': {adv.steps}; expected an "
+                "integer >= 1"
+            )
 
 
 def check_hardware(cfg: DictConfig, where: str = "") -> None:
@@ -443,8 +535,9 @@ def compose(
             dotted.append((key, value))
     # The experiment comes first so that explicit group choices and overrides win over it.
     choices.sort(key=lambda kv: kv[0] != "experiment")
+    overridden = {key for key, _ in dotted}
     for group, name in choices:
-        cfg = _choose(cfg, group, name)
+        cfg = _choose(cfg, group, name, overridden)
     for key, value in dotted:
         try:
             layer = OmegaConf.from_dotlist([f"{key}={value}"])
@@ -454,29 +547,32 @@ def compose(
                 f"could not parse the value of config key '{key}' (command line): {value!r} "
                 f"({first})"
             ) from exc
-        cfg = _merge(cfg, layer, "command line", key, value)
+        cfg = _merge(cfg, _data_locations(layer, "command line"), "command line", key, value)
     _check_bool_texts(cfg, dotted)
     validate(cfg)
     return cfg
 
 
-def _choose(cfg: DictConfig, group: str, name: str) -> DictConfig:
+def _choose(cfg: DictConfig, group: str, name: str, overridden: Collection[str] = ()) -> DictConfig:
     """Apply ``GROUP=NAME``: its YAML file, or for ``model`` any registered model's name.
 
     ``experiment=`` also takes a path to a YAML file (a sweep's ``best.yaml``, say): a name
-    ending in .yaml/.yml or holding a path separator is read as one.
+    ending in .yaml/.yml or holding a path separator is read as one. ``overridden``: the keys
+    the command line sets afterwards (their data locations are not looked up).
     """
     if group == "experiment" and (name.endswith((".yaml", ".yml")) or "/" in name):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ConfigError(f"experiment file {path} does not exist (experiment={name})")
-        return _merge(cfg, _read_yaml(path), f"from {path}")
+        layer = _data_locations(_read_yaml(path), f"from {path}", overridden)
+        return _merge(cfg, layer, f"from {path}")
     known = available(group)
     if name in known:
         path = config_dir() / group / f"{name}.yaml"
         layer = _read_yaml(path)
         if group != "experiment":
             layer = OmegaConf.create({group: layer})
+        layer = _data_locations(layer, f"from {path}", overridden)
         return _merge(cfg, layer, f"from {path.name}")
     if group == "model":
         from realfake.models import list_models
@@ -536,7 +632,8 @@ def load_file(path: str | Path) -> DictConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    cfg = _merge(OmegaConf.structured(TrainConfig), _read_yaml(path), f"from {path}")
+    layer = _data_locations(_read_yaml(path), f"from {path}")
+    cfg = _merge(OmegaConf.structured(TrainConfig), layer, f"from {path}")
     validate(cfg, f"from {path}")
     return cfg
 
