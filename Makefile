@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The releases on this machine's local disk; override on other platforms (e.g. aarch64: torch==2.9.1 torchvision==0.24.1).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format bench docs docs-serve clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -52,7 +52,12 @@ def test_ci_runs_what_ci_run_runs_on_python_3_10_to_3_12():
     (job,) = ci["jobs"].values()
     assert job["strategy"]["matrix"]["python-version"] == ["3.10", "3.11", "3.12"]
     expected = _ci_run_commands()
-    assert expected == ["make test", ".venv/bin/ruff check .", ".venv/bin/ruff format --check ."]
+    assert expected == [
+        "make test",
+        ".venv/bin/mkdocs build --strict",
+        ".venv/bin/ruff check .",
+        ".venv/bin/ruff format --check .",
+    ]
     commands = _commands(ci)
     assert all(c in commands for c in expected), commands
     assert [c for c in commands if c in expected] == expected  # in .ci/run's order
