@@ -14,10 +14,13 @@ where it stopped when run again with the same arguments.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 from common import SHARED, cifake_sample_paths, load_average, machine
 
 from realfake.studies.sweep import run_sweep
@@ -41,7 +44,7 @@ def sweep(
 ):
     spec = load_sweep("cifake_fast")
     spec.params.pop("data.batch_size")  # fixed below: the image budget must not depend on it
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     result = run_sweep(
         spec,
         trials=trials,
@@ -52,7 +55,25 @@ def sweep(
         pruner=pruner,
         seed=seed,
     )
-    return result.best_value, time.perf_counter() - started
+    study = optuna.load_study(study_name=name, storage=result.storage)
+    epochs = sum(len(t.intermediate_values) for t in study.trials)
+    return Outcome(result.best_value, time.perf_counter() - started, _cpu_seconds() - cpu, epochs)
+
+
+@dataclass
+class Outcome:
+    best: float
+    wall: float  # seconds of this call (a continued sweep counts only what it ran now)
+    cpu: float  # CPU seconds of this process and its children in this call
+    epochs: int  # training epochs the study's trials ran (pruned trials stop early)
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -73,10 +94,14 @@ def main() -> None:
         best, times = [], []
         for seed in range(args.seeds):
             name = f"{sampler}-t{args.trials}-i{args.images}-s{seed}"
-            value, wall = sweep(name, sampler, "none", seed, args.trials, one_epoch, args.out)
-            best.append(value)
-            times.append(wall)
-            print(f"{sampler} seed {seed}: best val acc {value:.4f} ({wall:.0f} s this call)")
+            got = sweep(name, sampler, "none", seed, args.trials, one_epoch, args.out)
+            best.append(got.best)
+            times.append(got.wall)
+            print(
+                f"{sampler} seed {seed}: best val acc {got.best:.4f} "
+                f"({got.wall:.0f} s, {got.cpu:.0f} CPU s this call)",
+                flush=True,
+            )
         spread = f" ± {statistics.stdev(best):.4f}" if len(best) > 1 else ""
         print(
             f"{sampler}: best val acc {statistics.mean(best):.4f}{spread} over {args.seeds} "
@@ -86,8 +111,12 @@ def main() -> None:
         multi = overrides(args.images, 64, args.pruning_epochs)
         for pruner in ("none", "median"):
             name = f"prune-{pruner}-t{args.pruning_trials}-e{args.pruning_epochs}-i{args.images}"
-            value, wall = sweep(name, "tpe", pruner, 0, args.pruning_trials, multi, args.out)
-            print(f"tpe, pruner {pruner}: best val acc {value:.4f}, wall {wall:.0f} s")
+            got = sweep(name, "tpe", pruner, 0, args.pruning_trials, multi, args.out)
+            print(
+                f"tpe, pruner {pruner}: best val acc {got.best:.4f}, {got.epochs} epochs trained, "
+                f"wall {got.wall:.0f} s, CPU {got.cpu:.0f} s (this call)",
+                flush=True,
+            )
     print(f"load average at end {load_average()}")
 
 
