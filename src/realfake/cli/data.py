@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from realfake.cli._common import add_inference_arguments, device
+
 if TYPE_CHECKING:
     from realfake.data.info import DataInfo
+    from realfake.data.perturbed_copy import PerturbedCopy
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +56,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     perturb = sub.add_parser(
         "perturb",
-        help="write a perturbed copy of a data set (JPEG, blur, noise, resize, ...)",
+        help="write a perturbed or attacked copy of a data set (JPEG, blur, noise, PGD, ...)",
         description="Decode every image of SRC at its own size, apply one perturbation and write "
         "it to the same relative path under DST: JPEG bytes at that quality (.jpg) for jpeg:Q, "
         "lossless PNG (.png, same stem) for every other kind. Images that would land on one "
         "name (a.jpg and a.png) are all kept: the later ones in sorted order get a__2.png, "
-        "a__3.png, ..., and are listed.",
+        "a__3.png, ..., and are listed. Attacks (fgsm:EPS, pgd:EPS) run white-box against "
+        "--checkpoint: each image is decoded and resized as the checkpoint's predictor sees it "
+        "(so the copy is at the model's input size), attacked to lower the probability of its "
+        "class (its folder's class; in an unlabelled source, the model's own prediction), "
+        "rounded to uint8 and written as PNG.",
     )
     perturb.add_argument("src", help="folder, .zip or .tar of images (any layout)")
     perturb.add_argument("dst", help="new or empty destination folder")
@@ -67,9 +74,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-p",
         required=True,
         metavar="KIND:LEVEL",
-        help="e.g. jpeg:50, blur:1, noise:0.05, resize:0.5, brightness:0.7, contrast:0.7, crop:0.8",
+        help="e.g. jpeg:50, blur:1, noise:0.05, resize:0.5, brightness:0.7, contrast:0.7, "
+        "crop:0.8; attacks (need --checkpoint): fgsm:EPS (one step of EPS/255) or pgd:EPS (10 "
+        "steps of 2.5·EPS/10 /255, random start), EPS an integer, e.g. pgd:4",
     )
-    perturb.add_argument("--seed", type=int, default=0, help="seed of the noise perturbation")
+    perturb.add_argument(
+        "--seed", type=int, default=0, help="seed of the noise perturbation and of PGD's start"
+    )
+    perturb.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="RUN",
+        help="run directory or .ckpt to attack (attacks only)",
+    )
+    add_inference_arguments(perturb)
+    perturb.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda, mps ... (attacks)"
+    )
     perturb.set_defaults(handler=_perturb)
 
 
@@ -161,9 +182,50 @@ def _cifar10(args: argparse.Namespace) -> int:
 
 
 def _perturb(args: argparse.Namespace) -> int:
+    from realfake.attacks.linf import ATTACKS
     from realfake.data.perturbed_copy import perturb_source
+    from realfake.errors import ConfigError
 
+    kind = args.perturbation.strip().partition(":")[0].strip().lower()
+    if kind in ATTACKS:
+        return _attack(args)
+    if args.checkpoint is not None:
+        raise ConfigError(
+            f"--checkpoint applies to attacks (fgsm:EPS, pgd:EPS); --perturbation "
+            f"{args.perturbation} does not use a model: leave --checkpoint out"
+        )
     copy = perturb_source(args.src, args.dst, args.perturbation, seed=args.seed)
+    _print_copy(copy)
+    return 0
+
+
+def _attack(args: argparse.Namespace) -> int:
+    from realfake.attacks.attacked_copy import attack_source
+    from realfake.errors import ConfigError
+    from realfake.inference import Predictor
+
+    if args.checkpoint is None:
+        raise ConfigError(
+            f"--perturbation {args.perturbation} is an attack on a model: name the model to "
+            "attack with --checkpoint RUN (a run directory or .ckpt file)"
+        )
+    predictor = Predictor.load(args.checkpoint, args.device)
+    copy = attack_source(
+        args.src,
+        args.dst,
+        args.perturbation,
+        predictor,
+        tta=args.tta,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    _print_copy(copy)
+    print(f"attack: {copy.attack}; attacked classes: {copy.labels}")
+    print(f"the model's arg-max class changed on {copy.changed:,} of {copy.written:,} images")
+    return 0
+
+
+def _print_copy(copy: PerturbedCopy) -> None:
     for name, reason in copy.skipped[:20]:
         print(f"skipped {name}: {reason}")
     if len(copy.skipped) > 20:
@@ -175,4 +237,3 @@ def _perturb(args: argparse.Namespace) -> int:
         for name, written in copy.renamed:
             print(f"  {name} -> {written}")
     print(f"wrote {copy.written:,} images perturbed by {copy.perturbation} to {copy.destination}")
-    return 0

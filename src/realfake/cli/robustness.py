@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SPEC",
         help="comma-separated KIND:LEVEL or KIND (all its default levels), e.g. jpeg:50,blur; "
-        "default: the whole grid",
+        "white-box attacks on the checkpoint: fgsm:EPS (one step) and pgd:EPS (10 steps of "
+        "2.5·EPS/10, random start), EPS in 1/255 of the pixel range, e.g. fgsm:2,pgd "
+        "(pgd = pgd:1,2,4,8); default: the whole grid of perturbations, no attacks",
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the noise perturbation"
@@ -95,6 +97,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
 
 def print_report(report: RobustnessReport) -> None:
     """The report as a table with the change from clean, and its headline mean."""
+    from realfake.attacks.linf import ATTACKS, parse_attack
+
     out = console()
     out.print(f"checkpoint: {report.checkpoint}")
     out.print(f"test images: {report.data} ({report.clean.n:,})")
@@ -112,6 +116,14 @@ def print_report(report: RobustnessReport) -> None:
                  mean["roc_auc"], mean["ap"]))  # fmt: skip
     columns = ("perturbation", "accuracy", "Δ acc", "F1", "ROC-AUC", "AP")
     out.print(table("robustness", columns, rows))
+    attacks = [r.perturbation for r in report.rows if r.kind in ATTACKS]
+    for name in attacks:
+        out.print(f"{name}: {parse_attack(name).describe()}")
+    if attacks:
+        out.print(
+            "attacks: white-box on this checkpoint (its normalisation and flip TTA), labels "
+            "from the test split, attacked images rounded to uint8 before scoring"
+        )
     out.print(
         f"headline: mean accuracy over {len(report.perturbed)} perturbations "
         f"{fmt(mean['accuracy'])} (clean {fmt(clean)}), mean ROC-AUC {fmt(mean['roc_auc'])}"

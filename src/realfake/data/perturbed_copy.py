@@ -11,6 +11,9 @@ become ``a.png``), the first in sorted source order keeps it and the others get 
 ``a__3.png``, ... (names compared case-insensitively, so the copy is also whole on macOS and
 Windows); the renames are listed in the result. Each file is written to a temporary name in its
 folder and moved into place, so a crash never leaves a truncated image.
+
+``transform_source`` is the copy with any batch transform in place of a perturbation: the
+attacked copies of ``realfake.attacks.copy`` (which need a model, so cannot live here) use it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import io
 import os
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,21 +49,33 @@ class PerturbedCopy:
     renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def target_name(name: str, perturbation: Perturbation) -> str:
-    """Where an image lands: the same relative path, suffix .jpg for JPEG kinds, else .png."""
-    suffix = ".jpg" if perturbation.kind == "jpeg" else ".png"
+def _suffix(perturbation: Perturbation) -> str:
+    return ".jpg" if perturbation.kind == "jpeg" else ".png"
+
+
+def _with_suffix(name: str, suffix: str) -> str:
     return str(Path(name).with_suffix(suffix)).replace("\\", "/")
 
 
+def target_name(name: str, perturbation: Perturbation) -> str:
+    """Where an image lands: the same relative path, suffix .jpg for JPEG kinds, else .png."""
+    return _with_suffix(name, _suffix(perturbation))
+
+
 def target_names(names: list[str], perturbation: Perturbation) -> dict[str, str]:
-    """Distinct output names for ``names``: ``target_name``, plus ``__k`` on a clash.
+    """Distinct output names for ``names``: ``target_name``, plus ``__k`` on a clash."""
+    return distinct_names(names, _suffix(perturbation))
+
+
+def distinct_names(names: list[str], suffix: str) -> dict[str, str]:
+    """Distinct output names for ``names``: each with ``suffix``, plus ``__k`` on a clash.
 
     Decided from the sorted source names alone, so the same source always gives the same
     copy: natural names are claimed first (in sorted order), then each image that lost its
     name takes the smallest free ``<stem>__<k><suffix>``, k >= 2.
     """
     order = sorted(names)
-    natural = {name: target_name(name, perturbation) for name in order}
+    natural = {name: _with_suffix(name, suffix) for name in order}
     taken: set[str] = set()
     targets: dict[str, str] = {}
     losers: list[str] = []
@@ -71,11 +87,11 @@ def target_names(names: list[str], perturbation: Perturbation) -> dict[str, str]
             taken.add(key)
             targets[name] = natural[name]
     for name in losers:
-        stem, suffix = os.path.splitext(natural[name])
+        stem, ext = os.path.splitext(natural[name])
         k = 2
-        while f"{stem}__{k}{suffix}".casefold() in taken:
+        while f"{stem}__{k}{ext}".casefold() in taken:
             k += 1
-        targets[name] = f"{stem}__{k}{suffix}"
+        targets[name] = f"{stem}__{k}{ext}"
         taken.add(targets[name].casefold())
     return targets
 
@@ -106,13 +122,20 @@ def _decode(data: bytes) -> np.ndarray:
 
 def _encode(image: torch.Tensor, perturbation: Perturbation) -> bytes:
     """JPEG at the perturbation's quality (the encoder jpeg_roundtrip uses), else PNG."""
-    buffer = io.BytesIO()
-    picture = Image.fromarray(image.permute(1, 2, 0).numpy())
     if perturbation.kind == "jpeg":
-        picture.save(buffer, "JPEG", quality=int(perturbation.level))
-    else:
-        picture.save(buffer, "PNG")
+        return encode_image(image, "JPEG", quality=int(perturbation.level))
+    return encode_image(image)
+
+
+def encode_image(image: torch.Tensor, fmt: str = "PNG", **options: int) -> bytes:
+    """One uint8 3×H×W image as file bytes (lossless PNG unless told otherwise)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+# (uint8 images of one size, their source names, a seed) -> the uint8 images to write.
+BatchTransform = Callable[[torch.Tensor, list[str], int], torch.Tensor]
 
 
 def perturb_source(
@@ -123,6 +146,39 @@ def perturb_source(
 ) -> PerturbedCopy:
     """Write a ``perturbation``-ed copy of every image of ``source`` under ``destination``."""
     pert = parse_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
+
+    def apply(batch: torch.Tensor, names: list[str], seed: int) -> torch.Tensor:
+        # JPEG happens in the encoder: the file holds the encoded bytes themselves.
+        return batch if pert.kind == "jpeg" else pert(batch, seed=seed)
+
+    return transform_source(
+        source,
+        destination,
+        pert.name,
+        apply,
+        suffix=_suffix(pert),
+        encode=lambda image: _encode(image, pert),
+        seed=seed,
+    )
+
+
+def transform_source(
+    source: str | Path,
+    destination: str | Path,
+    name: str,
+    transform: BatchTransform,
+    *,
+    suffix: str = ".png",
+    decode: Callable[[bytes], np.ndarray] = _decode,
+    encode: Callable[[torch.Tensor], bytes] = encode_image,
+    seed: int = 0,
+) -> PerturbedCopy:
+    """Write ``transform`` of every image of ``source`` (as ``decode`` gives it) under
+    ``destination``, each at its relative path with ``suffix`` (``distinct_names``).
+
+    ``name`` says what was applied (for the result). Images are decoded, transformed and
+    written ``CHUNK`` at a time, those of one size as one batch.
+    """
     src = open_source(source)
     entries = src.listing().images
     if not entries:
@@ -132,24 +188,27 @@ def perturb_source(
         raise DataError(
             f"destination {dest} already exists and is not empty; expected a new folder"
         )
-    targets = target_names([e.name for e in entries], pert)
+    targets = distinct_names([e.name for e in entries], suffix)
     outside = [t for t in targets.values() if Path(t).is_absolute() or ".." in Path(t).parts]
     if outside:
         raise DataError(
             f"{source} names images outside its own folder (e.g. {outside[0]}), which have no "
             "place under the destination; expected a folder, .zip or .tar"
         )
-    renamed = [(n, t) for n, t in sorted(targets.items()) if t != target_name(n, pert)]
-    copy = PerturbedCopy(dest, pert.name, 0, renamed=renamed)
+    renamed = [(n, t) for n, t in sorted(targets.items()) if t != _with_suffix(n, suffix)]
+    copy = PerturbedCopy(dest, name, 0, renamed=renamed)
     for start in range(0, len(entries), CHUNK):
-        _write_chunk(src, entries[start : start + CHUNK], pert, seed + start, dest, targets, copy)
+        chunk = entries[start : start + CHUNK]
+        _write_chunk(src, chunk, transform, decode, encode, seed + start, dest, targets, copy)
     return copy
 
 
 def _write_chunk(
     src: Source,
     entries: list[Entry],
-    pert: Perturbation,
+    transform: BatchTransform,
+    decode: Callable[[bytes], np.ndarray],
+    encode: Callable[[torch.Tensor], bytes],
     seed: int,
     dest: Path,
     targets: dict[str, str],
@@ -161,17 +220,17 @@ def _write_chunk(
             copy.skipped.append((entry.name, f"cannot read ({data})"))
             continue
         try:
-            image = _decode(data)
+            image = decode(data)
         except Exception as exc:  # any decoder failure is this file's, not the whole copy's
             copy.skipped.append((entry.name, describe_failure(exc)))
             continue
         by_size[image.shape].append((entry.name, image))
-    # Images of one size are perturbed as one batch; the seed depends on the chunk and the size
-    # group only, so a copy is reproducible.
+    # Images of one size are transformed as one batch; the seed depends on the chunk and the
+    # size group only, so a copy is reproducible.
     for k, shape in enumerate(sorted(by_size)):
         group = by_size[shape]
         batch = torch.from_numpy(np.stack([image for _, image in group]))
-        out = pert(batch, seed=seed * 1009 + k) if pert.kind != "jpeg" else batch
+        out = transform(batch, [name for name, _ in group], seed * 1009 + k)
         for (name, _), image in zip(group, out, strict=True):
-            _write_atomic(dest / targets[name], _encode(image, pert))
+            _write_atomic(dest / targets[name], encode(image))
             copy.written += 1

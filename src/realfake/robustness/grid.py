@@ -1,4 +1,13 @@
-"""Metrics of a checkpoint under every perturbation of a grid, both classes perturbed alike."""
+"""Metrics of a checkpoint under every perturbation of a grid, both classes perturbed alike.
+
+A grid entry is a perturbation (``realfake.data.perturbations``: ``jpeg:50``, ``blur:1``, ...) or
+a white-box L∞ attack on the checkpoint under test (``realfake.attacks``): ``fgsm:EPS`` (one step
+of ε) and ``pgd:EPS`` (10 steps of α = 2.5·ε/10 from a random start), ε = EPS/255 of the pixel
+range, against the predictor's own function (normalisation and flip TTA) and the true labels.
+Attacked images are rounded back to uint8 before they are scored, as an attacked file would be.
+Attacks are not in the default grid (PGD costs about 30 forward passes per image, and the grid's
+mean is a figure of common corruptions); ``--perturbations fgsm,pgd`` adds them at ε 1, 2, 4, 8.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,10 @@ import numpy as np
 import torch
 
 from realfake.atomic import replacing
-from realfake.data.perturbations import Perturbation, parse_grid
+from realfake.attacks.linf import ATTACKS, Attack, known_attacks, parse_attacks
+from realfake.attacks.whitebox import attack_images
+from realfake.data.perturbations import KINDS, Perturbation, known_kinds, parse_grid
+from realfake.errors import ConfigError
 from realfake.evaluate.sources import eval_images, validation_decision
 from realfake.inference import Predictor
 from realfake.robustness.scores import METRICS, score
@@ -22,6 +34,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CHUNK = 2048  # images perturbed at once: bounded memory on 20,000-image test sets
+
+Entry = Perturbation | Attack
+# How a grid runs a white-box entry: (attack, uint8 images, their labels, seed) -> uint8 images.
+Attacker = Callable[[Attack, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass
@@ -79,22 +95,56 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def parse_entries(specs: Sequence[str] | str | None) -> list[Entry]:
+    """Grid entries from ``"jpeg:50,blur,pgd:4"``-style specs; a bare kind means its default
+    levels (an attack's: ε 1, 2, 4 and 8); None: the default grid (no attacks)."""
+    if specs is None:
+        return list(parse_grid(None))
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    entries: list[Entry] = []
+    for spec in specs:
+        kind = spec.strip().partition(":")[0].strip().lower()
+        if kind in ATTACKS:
+            entries += parse_attacks(spec)
+        elif kind in KINDS:
+            entries += parse_grid([spec])
+        else:
+            raise ConfigError(
+                f"perturbation '{spec.strip()}': unknown kind '{kind}'; expected KIND:LEVEL "
+                f"such as jpeg:50 or pgd:4. Known kinds: {known_kinds()}. Attacks on the model "
+                f"(EPS in 1/255): {known_attacks()}"
+            )
+    if not entries:
+        raise ConfigError(f"no perturbations given; known kinds: {known_kinds()}")
+    return list(dict.fromkeys(entries))  # drop repeats, keep order
+
+
 def perturbed_probabilities(
     predict: Callable[[torch.Tensor], np.ndarray],
     images: torch.Tensor,
-    perturbation: Perturbation | None,
+    perturbation: Entry | None,
     seed: int = 0,
     chunk: int = CHUNK,
+    labels: np.ndarray | None = None,
+    attacker: Attacker | None = None,
 ) -> np.ndarray:
     """``predict`` of every image after ``perturbation`` (None: clean), ``chunk`` at a time.
 
-    Chunk k is perturbed with seed ``seed + k * chunk`` (only noise uses it), so results do not
-    depend on the order the grid is run in.
+    Chunk k is perturbed with seed ``seed + k * chunk`` (noise and the attacks' random starts
+    use it), so results do not depend on the order the grid is run in. An attack needs the
+    images' ``labels`` and an ``attacker`` that runs it against the model.
     """
+    if isinstance(perturbation, Attack) and (attacker is None or labels is None):
+        raise ValueError(f"{perturbation.name} is an attack: it needs labels and an attacker")
     parts = []
     for start in range(0, images.shape[0], chunk):
         batch = images[start : start + chunk]
-        if perturbation is not None:
+        if isinstance(perturbation, Attack):
+            assert attacker is not None and labels is not None
+            targets = torch.as_tensor(labels[start : start + chunk], dtype=torch.long)
+            batch = attacker(perturbation, batch, targets, seed + start)
+        elif perturbation is not None:
             batch = perturbation(batch, seed=seed + start)
         parts.append(predict(batch))
     return np.concatenate(parts) if parts else np.zeros((0, 0))
@@ -105,16 +155,19 @@ def evaluate_grid(
     images: torch.Tensor,
     labels: np.ndarray,
     classes: list[str],
-    grid: Sequence[Perturbation],
+    grid: Sequence[Entry],
     threshold: float | None = None,
     seed: int = 0,
     positive: int | None = None,
     chunk: int = CHUNK,
+    attacker: Attacker | None = None,
 ) -> list[RobustnessRow]:
-    """A row of metrics for the clean images and for each perturbation of ``grid``."""
+    """A row of metrics for the clean images and for each entry of ``grid``."""
     rows = []
     for perturbation in [None, *grid]:
-        probs = perturbed_probabilities(predict, images, perturbation, seed, chunk)
+        probs = perturbed_probabilities(
+            predict, images, perturbation, seed, chunk, labels, attacker
+        )
         metrics = score(probs, labels, classes, threshold, positive)
         rows.append(
             RobustnessRow(
@@ -144,16 +197,23 @@ def robustness_report(
     The images, the predictor's probabilities (the run's flip TTA unless ``tta`` says
     otherwise) and the threshold chosen on the run's clean validation split are exactly those
     of ``realfake evaluate``, so the clean row is evaluate's result (0.5 without validation).
+    ``perturbations``: specs as ``parse_entries`` reads them; attacks (``pgd:4``) run white-box
+    against this predictor with ``tta`` and the test labels.
     """
     predictor = (
         checkpoint if isinstance(checkpoint, Predictor) else Predictor.load(checkpoint, device)
     )
-    grid = parse_grid(perturbations)
+    grid = parse_entries(perturbations)
     images, splits, why = eval_images(predictor, data, split)
     decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
 
     def predict(batch: torch.Tensor) -> np.ndarray:
         return predictor.probabilities(batch, tta=tta, batch_size=batch_size)
+
+    def attacker(attack: Attack, batch: torch.Tensor, labels: torch.Tensor, seed: int):
+        return attack_images(
+            predictor, batch, labels, attack, tta=tta, seed=seed, batch_size=batch_size
+        )
 
     labels = images.split.labels.numpy()
     rows = evaluate_grid(
@@ -167,6 +227,7 @@ def robustness_report(
         predictor.positive,
         # Whole batches per chunk: the clean row then sees the very batches evaluate sees.
         chunk=max(1, CHUNK // batch_size) * batch_size,
+        attacker=attacker,
     )
     positive = predictor.positive
     return RobustnessReport(

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from realfake.attacks import Attack, make_attack
 from realfake.inference import tta_probabilities
 from realfake.runs import ModelSpec
 from realfake.runs.rundir import SPEC_KEY
@@ -52,6 +53,10 @@ class Classifier(L.LightningModule):
         self.test_images = torchmetrics.SumMetric()
         self._binary = n == 2
         self._compiled = False
+        adv = config.adversarial
+        self.attack: Attack | None = (
+            None if adv.attack == "none" else make_attack(adv.attack, adv.eps, adv.steps, adv.alpha)
+        )
 
     def configure_model(self) -> None:
         if self.config.trainer.compile and not self._compiled:
@@ -68,8 +73,31 @@ class Classifier(L.LightningModule):
         # Binary accuracy takes P(class 1) (cut at 0.5 = the arg-max); multiclass takes scores.
         return probs[:, 1] if self._binary else probs
 
+    def attacked(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The normalised batch ``x`` replaced by its attack on the network as it is now.
+
+        Adversarial training (``adversarial.attack``). The attack runs on the pixel scale (the
+        spec's normalisation undone, ε in 1/255 as the robustness grid's), against plain
+        cross-entropy (no label smoothing, as Wong et al. 2020) of the network in training mode,
+        as their fast adversarial training does (BatchNorm sees the attack's passes too). The
+        random start draws from the global generator, which ``StepSeed`` reseeds at every step:
+        a resumed run attacks exactly as an uninterrupted one.
+        """
+        assert self.attack is not None
+        mean = x.new_tensor(self.spec.mean).view(1, -1, 1, 1)
+        std = x.new_tensor(self.spec.std).view(1, -1, 1, 1)
+
+        def loss(pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(self((pixels - mean) / std), labels, reduction="none")
+
+        pixels = (x * std + mean).clamp_(0, 1)
+        return (self.attack(loss, pixels, y) - mean) / std
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
+        if self.attack is not None:
+            # Adversarial training: train/loss and train/acc are those of the attacked batch.
+            x = self.attacked(x, y)
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         bs = x.shape[0]
