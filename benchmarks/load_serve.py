@@ -200,6 +200,12 @@ def summary(report: LoadReport, warmup: float) -> str:
         f"end {after[-1]:.0f} MB (growth after warm-up {report.rss_growth_mb(warmup):+.1f} MB; "
         f"max {max(rss):.0f} MB, median {statistics.median(after):.0f} MB)"
     )
+    marks, trace = 0.0, []
+    for t, mb in report.rss_mb:
+        if t >= marks:
+            trace.append(f"{t:.0f} s {mb:.0f}")
+            marks += 10
+    lines.append(f"server RSS (MB) every 10 s: {', '.join(trace)}")
     return "\n".join(lines)
 
 

@@ -144,13 +144,12 @@ def test_the_page_and_its_assets_come_from_the_app(client):
     assert client.get("/static/../app.py").status_code == 404
 
 
-def test_served_threads_leave_torch_a_core_for_http_and_give_onnx_its_share():
+def test_each_worker_gets_its_share_of_the_cores_unless_told():
     cores = os.cpu_count() or 1
-    assert ServeSettings().model_threads(onnx=True) == cores
-    assert ServeSettings().model_threads(onnx=False) == max(1, cores - 1)
-    assert ServeSettings(workers=cores).model_threads(onnx=True) == 1
-    assert ServeSettings(workers=cores).model_threads(onnx=False) == 1
-    assert ServeSettings(threads=3).model_threads(onnx=False) == 3
+    assert ServeSettings().model_threads() == cores
+    assert ServeSettings(workers=cores).model_threads() == 1
+    assert ServeSettings(workers=2 * cores).model_threads() == 1
+    assert ServeSettings(threads=3).model_threads() == 3
 
 
 def test_an_onnx_file_serves_the_runs_answers(client, tiny_onnx, two_images):

@@ -59,4 +59,4 @@ def _set_threads(settings: ServeSettings) -> None:
     """The model's thread count, set once in the server process it owns (never on import)."""
     import torch
 
-    torch.set_num_threads(settings.model_threads(onnx=False))
+    torch.set_num_threads(settings.model_threads())

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from realfake.inference.backends import is_onnx_file
 from realfake.serve.batching import BatchTiming, MicroBatcher
 from realfake.serve.metrics import ServiceMetrics
 from realfake.serve.model import (
@@ -83,8 +82,7 @@ class Service:
             predictor = self._source
             if isinstance(predictor, (str, Path)):
                 s = self.settings
-                onnx = s.backend == "onnx" or is_onnx_file(predictor)
-                threads = s.model_threads(onnx)
+                threads = s.model_threads()
                 predictor = load_served_predictor(predictor, s.backend, s.device, threads)
             size = predictor.image_size
             # The warm-up pass: the first forward allocates and picks kernels; no user pays it.

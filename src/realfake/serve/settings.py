@@ -47,18 +47,17 @@ class ServeSettings:
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("an empty API key protects nothing; leave it unset or give one")
 
-    def model_threads(self, onnx: bool) -> int:
-        """The intra-op threads the model gets in one worker process.
+    def model_threads(self) -> int:
+        """The intra-op threads the model gets in one worker process: its share of the cores.
 
-        Each worker's share of the cores; torch leaves one of them to the event loop, because
-        its idle threads spin: on 2 cores, one torch thread served 169 requests/s at 64
-        clients and two threads 41-50. ONNX Runtime's threads are set not to spin, so it takes
-        the whole share: 453 requests/s with two threads, 293 with one (BENCHMARKS.md, issue 15).
+        Measured at 64 clients on 2 idle cores: torch served 361 requests/s with two threads
+        and 181 with one; ONNX Runtime (threads that wait without spinning) 492. On cores that
+        other busy processes share, torch's two threads collapsed to 41-50 requests/s and one
+        thread kept 169: there, pass ``threads=1`` (BENCHMARKS.md, issue 15).
         """
         if self.threads is not None:
             return self.threads
-        share = max(1, (os.cpu_count() or 1) // self.workers)
-        return share if onnx else max(1, share - 1)
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     def to_json(self) -> str:
         """The settings as JSON (how worker processes receive them)."""
