@@ -1,9 +1,11 @@
-"""Start a server in a subprocess on a free loopback port, and stop it (benchmarks and tests)."""
+"""Start a server in a subprocess on a free loopback port, and stop it; drive its page in headless
+Chromium (benchmarks, tests and the documentation's figures)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,3 +78,30 @@ def running(
 def realfake_serve(model: str | Path, *extra: str) -> list[str]:
     """The command line of `realfake serve MODEL` on the {port} placeholder."""
     return [sys.executable, "-m", "realfake", "serve", str(model), "--port", "{port}", *extra]
+
+
+def chromium() -> tuple[str, str] | None:
+    """(browser, chromedriver) of the system's Chromium, or None when either is missing."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def chromium_options(webdriver, browser: str, profile: Path, window: str, *extra: str):
+    """Headless Chromium as root in a container: no sandbox, no GPU, nothing fetched."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--window-size={window}",
+        f"--user-data-dir={profile}",
+        *extra,
+    ):
+        options.add_argument(flag)
+    return options

@@ -17,20 +17,18 @@ as an optimised PNG and, when still above --max-kb, reduced to a 256-colour pale
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "assets" / "figures"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import serve_common  # noqa: E402  (benchmarks/: the server and browser helpers)
+
 # The short demo run drawn when no run is given: the demo recipe (fastnet, 900 training images),
 # fewer epochs. Enough for learning curves with a shape and a better-than-chance model.
 TINY_DEMO = [
@@ -138,14 +136,14 @@ def gradcam_figure(run: Path, out: Path, work: Path) -> Path:
 
 def serve_figure(run: Path, out: Path, work: Path) -> Path | None:
     """`realfake serve RUN` on loopback, its page in headless Chromium with two images dropped."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (browser and driver):
+    found = serve_common.chromium()
+    if found is None:
         print(
             "skipped serve_page.png: Chromium or chromedriver is not installed "
             "(apt-get install chromium chromium-driver)"
         )
         return None
+    browser, driver = found
     try:
         from selenium import webdriver
         from selenium.webdriver.common.by import By
@@ -157,23 +155,12 @@ def serve_figure(run: Path, out: Path, work: Path) -> Path | None:
 
     test = embedded_data_path() / "test"
     images = [sorted((test / cls).glob("*.jpg"))[1] for cls in ("FAKE", "REAL")]
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--window-size=1000,760",
-        f"--user-data-dir={work / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
+    options = serve_common.chromium_options(
+        webdriver, browser, work / "chromium-profile", "1000,760", "--hide-scrollbars"
+    )
     path = out / "serve_page.png"
-    with serving(run, work / "serve.log") as url:
+    with serve_common.running(serve_common.realfake_serve(run), work / "serve.log") as server:
+        url = server.url
         session = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
         try:
             session.get(url + "/")
@@ -191,40 +178,6 @@ def serve_figure(run: Path, out: Path, work: Path) -> Path | None:
         finally:
             session.quit()
     return path
-
-
-@contextlib.contextmanager
-def serving(run: Path, log: Path, timeout: float = 120) -> Iterator[str]:
-    """`realfake serve RUN` on a free loopback port until /ready answers; stopped after."""
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    argv = [sys.executable, "-m", "realfake", "serve", str(run), "--port", str(port)]
-    with open(log, "w") as fh:
-        process = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"realfake serve exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"realfake serve not ready in {timeout} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def small(path: Path, max_kb: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -33,16 +32,10 @@ serve_common = _module("serve_common")
 load_serve = _module("load_serve")
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 def test_the_page_classifies_two_uploaded_images_in_chromium(
     tiny_run, evaluated, two_images, tmp_path
 ):
-    found = _chromium()
+    found = serve_common.chromium()
     if found is None:
         pytest.skip(
             "Chromium or chromedriver not installed (apt-get install chromium chromium-driver)"
@@ -52,20 +45,9 @@ def test_the_page_classifies_two_uploaded_images_in_chromium(
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser, driver_path = found
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1100,720",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
+    options = serve_common.chromium_options(
+        webdriver, browser, tmp_path / "chromium-profile", "1100,720"
+    )
     command = serve_common.realfake_serve(tiny_run)
     with serve_common.running(command, tmp_path / "server.log") as server:
         import httpx
