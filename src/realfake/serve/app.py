@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from realfake import __version__
 from realfake.serve.images import ImageRefused, prepare_upload
-from realfake.serve.limits import BodyLimit, ErrorIds
+from realfake.serve.limits import BodyLimit, ErrorIds, WatchedSend
 from realfake.serve.metrics import ServiceMetrics
 from realfake.serve.model import backend_name, checkpoint_label
 from realfake.serve.schemas import (
@@ -385,17 +385,11 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def tracked_send(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, tracked_send)
+            await self.app(scope, receive, watched)
         finally:
+            status = watched.status or 500  # no answer went out: counted as a failure
             endpoint = self.endpoint_of(scope["path"])
             self.metrics.requests.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -24,6 +24,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class WatchedSend:
+    """``send`` that remembers the status of the response it started (None: not started yet)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.status is not None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class BodyTooLarge(Exception):
     """Raised inside ``receive`` once a streamed body passes the limit."""
 
@@ -84,7 +101,6 @@ class BodyLimit:
                 return
         seen = 0
         more = True
-        started = False
 
         async def counted_receive() -> Message:
             nonlocal seen, more
@@ -96,16 +112,11 @@ class BodyLimit:
                     raise BodyTooLarge
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, watched)
         except BodyTooLarge:
-            if not started:
+            if not watched.started:
                 await self._refuse(scope, receive, send, more)
 
 
@@ -120,21 +131,14 @@ class ErrorIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, tracked_send)
+            await self.app(scope, receive, watched)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("error %s on %s %s", error_id, scope.get("method"), scope.get("path"))
             self.on_error(scope["path"])
-            if not started:
+            if not watched.started:
                 body = {
                     "detail": "internal error; the server log has the details",
                     "error_id": error_id,
