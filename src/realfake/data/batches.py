@@ -20,7 +20,11 @@ from realfake.data.loader import ImageSplit
 
 
 class TensorImageDataset(Dataset):
-    """(uint8 3×H×W image, int64 label) pairs of one split."""
+    """(uint8 3×H×W image, int64 label) pairs of one split.
+
+    Index ``i + len(self)`` is image ``i`` mirrored left-right: a sampler that decides the flips
+    itself (``EpochShuffleSampler(alternate_flips=True)``) asks for the mirrored image that way.
+    """
 
     def __init__(self, split: ImageSplit) -> None:
         self.images = split.images
@@ -33,14 +37,24 @@ class TensorImageDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+        images, labels = self.__getitems__([index])
+        return images[0], labels[0]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.labels)
         if self._np is not None:
             idx = np.asarray(indices, dtype=np.int64)
-            return torch.from_numpy(self._np[0][idx]), torch.from_numpy(self._np[1][idx])
+            images, labels = self._np[0][idx % n], torch.from_numpy(self._np[1][idx % n])
+            mirrored = idx >= n
+            if mirrored.any():
+                images[mirrored] = images[mirrored][..., ::-1]
+            return torch.from_numpy(images), labels
         idx = torch.as_tensor(indices, dtype=torch.int64, device=self.images.device)
-        return self.images[idx], self.labels[idx]
+        images, labels = self.images[idx % n], self.labels[idx % n]
+        mirrored = idx >= n
+        if bool(mirrored.any()):
+            images[mirrored] = images[mirrored].flip(-1)
+        return images, labels
 
 
 def collate_batch(batch: Any) -> Any:
@@ -55,14 +69,22 @@ class EpochShuffleSampler(Sampler[int]):
 
     With ``world`` processes each takes every ``world``-th index of the same permutation, cut to
     ``n // world`` so that all take the same number of steps. Lightning calls ``set_epoch``.
+
+    With ``alternate_flips`` the sampler also decides which images are mirrored (index
+    ``i + n`` for image ``i`` mirrored, see :class:`TensorImageDataset`): a random half, fixed by
+    the seed, in even epochs and the other half in odd ones, so every two epochs show each image
+    once each way (airbench's alternating flip). Every process draws the same half.
     """
 
-    def __init__(self, n: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, rank: int = 0, world: int = 1, alternate_flips: bool = False
+    ) -> None:
         self.n = n
         self.seed = seed
         self.rank = rank
         self.world = world
         self.epoch = 0
+        self.alternate_flips = alternate_flips
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,6 +95,11 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed % 2**63, self.epoch])
         order = rng.permutation(self.n)[self.rank :: self.world][: len(self)]
+        if self.alternate_flips:
+            # A generator of its own (seed only): the half mirrored in even epochs.
+            first = np.random.default_rng([self.seed % 2**63, 2**32]).random(self.n) < 0.5
+            mirrored = first[order] ^ bool(self.epoch % 2)
+            order = order + self.n * mirrored
         return iter(order.tolist())
 
 
@@ -97,12 +124,14 @@ def make_loader(
     num_workers: int = 0,
     rank: int = 0,
     world: int = 1,
+    alternate_flips: bool = False,
 ) -> DataLoader:
     """A DataLoader over this process's share of one split; shuffled per (seed, epoch) when
-    ``shuffle_seed`` is given, else in order."""
+    ``shuffle_seed`` is given, else in order; ``alternate_flips`` (shuffled loaders only)
+    mirrors half the images as :class:`EpochShuffleSampler` says."""
     dataset = TensorImageDataset(split)
     sampler: Sampler[int] = (
-        EpochShuffleSampler(len(dataset), shuffle_seed, rank, world)
+        EpochShuffleSampler(len(dataset), shuffle_seed, rank, world, alternate_flips)
         if shuffle_seed is not None
         else ShardSampler(len(dataset), rank, world)
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from realfake.errors import ConfigError
 
 RESIZE_POLICIES = ("stretch", "center_crop")
+FLIP_MODES = ("random", "alternate")
 
 
 def _bad(name: str, value: object, expected: str) -> ConfigError:
@@ -15,7 +16,11 @@ def _bad(name: str, value: object, expected: str) -> ConfigError:
 
 @dataclass
 class AugmentConfig:
-    flip: bool = True  # random horizontal flip, p=0.5
+    flip: bool = True  # horizontal flip of half the training images
+    # "random": each image flipped with p = 0.5 in every epoch. "alternate": flipped at random in
+    # the first epoch, then the other way round in each epoch after, so every pair of epochs
+    # shows each image both ways (airbench's derandomised flip, Jordan 2024).
+    flip_mode: str = "random"
     # Pad-and-random-crop in pixels at 32 px (scaled with the image size); 0 disables.
     crop_padding: int = 4
     # Robust training (CNNDetection, Wang et al. CVPR 2020: blur σ ~ U[0, 3] and JPEG quality
@@ -39,6 +44,8 @@ class AugmentConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field with an impossible value."""
+        if self.flip_mode not in FLIP_MODES:
+            raise _bad("augment.flip_mode", self.flip_mode, " or ".join(FLIP_MODES))
         if self.crop_padding < 0:
             raise _bad("augment.crop_padding", self.crop_padding, "an integer >= 0")
         for name in ("blur_prob", "jpeg_prob", "noise_prob", "resize_prob"):

@@ -120,6 +120,7 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=cfg.num_workers,
             rank=rank,
             world=world,
+            alternate_flips=train and self._alternate_flips,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -132,6 +133,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_split, "test")
+
+    @property
+    def _alternate_flips(self) -> bool:
+        aug = self.config.augment
+        return aug.flip and aug.flip_mode == "alternate"
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """Float batch normalised with the train split's per-channel mean and std."""
@@ -147,7 +153,9 @@ class ImageDataModule(L.LightningDataModule):
         aug = self.config.augment
         # The padding is specified at 32 px; scale it so 224 px images shift as much.
         padding = max(1, round(aug.crop_padding * x.shape[-1] / 32)) if aug.crop_padding else 0
-        x = random_flip_crop(x, padding, 0.5 if aug.flip else 0.0, generator)
+        # Alternating flips are the training loader's (it mirrors images as it reads them).
+        flip_p = 0.5 if aug.flip and not self._alternate_flips else 0.0
+        x = random_flip_crop(x, padding, flip_p, generator)
         # The degradations come after flip and crop and draw nothing when switched off, so runs
         # without them keep their random stream. Their order is a camera-to-upload pipeline:
         # resizing, blur, sensor noise, then JPEG compression last (CNNDetection: blur then JPEG).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from realfake.models.layers import check_common, dropout_layer, resolve_stem
+from realfake.models.layers import PatchWhitening, check_common, dropout_layer, resolve_stem
 from realfake.models.registry import register_model
 
 
@@ -51,6 +51,7 @@ class FastNet(nn.Module):
         zero_init_residual: bool = False,
         width: int = 32,
         pool: str = "max",
+        whiten: bool = False,
     ) -> None:
         super().__init__()
         check_common(num_classes, in_channels, dropout, block_dropout)
@@ -60,7 +61,20 @@ class FastNet(nn.Module):
             raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
         w = (width, 2 * width, 4 * width, 8 * width)
         layers: list[nn.Module] = []
-        if resolve_stem(stem, image_size) == "imagenet":
+        stem = resolve_stem(stem, image_size)
+        if whiten and stem == "imagenet":
+            raise ValueError(
+                "whiten=True replaces the CIFAR stem's first convolution; it does not combine "
+                "with stem='imagenet' (images of 64 px or more)"
+            )
+        if whiten:
+            # airbench's first layer: a frozen 2×2 patch-whitening convolution (fitted to the
+            # training images when training starts), 31×31 out; it stands in for the prep
+            # convolution, so layer1 reads its 2·3·2·2 = 24 channels.
+            whitening = PatchWhitening(in_channels, kernel_size=2)
+            layers.append(whitening)
+            w = (whitening.out_channels, *w[1:])
+        elif stem == "imagenet":
             # Large inputs: a strided 7×7 convolution and a pool bring them to CIFAR scale first.
             layers += [
                 nn.Conv2d(in_channels, w[0], 7, stride=2, padding=3, bias=False),
