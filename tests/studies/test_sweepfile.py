@@ -241,24 +241,33 @@ def test_every_trial_counts_once():
 
 def test_pruning_callback_stops_the_fit_and_reports_per_epoch():
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
-    for v in (0.1, 0.2):  # two earlier trials with low losses at epoch 1
+    for v in (0.1, 0.2):  # two earlier trials with low losses at epochs 1-3
         t = study.ask()
-        t.report(v, 1)
+        for epoch in (1, 2, 3):
+            t.report(v, epoch)
         study.tell(t, v)
     trial = study.ask()
     cb = PruningCallback(trial, "val/loss")
     trainer = SimpleNamespace(
         callback_metrics={"val/loss": 5.0},
         current_epoch=0,
+        max_epochs=3,
         should_stop=False,
         sanity_checking=False,
     )
     cb.on_train_epoch_end(trainer, None)
     assert trainer.should_stop and cb.pruned_at == 1
     assert study.trials[-1].intermediate_values == {1: 5.0}
+    # Just as bad after its last epoch, a trial completes: pruning it would save nothing.
+    last = PruningCallback(study.ask(), "val/loss")
+    done = SimpleNamespace(**{**vars(trainer), "current_epoch": 2, "should_stop": False})
+    last.on_train_epoch_end(done, None)
+    assert not done.should_stop and last.pruned_at is None
+    assert last.trial.should_prune()  # the pruner would have pruned it
     nan = SimpleNamespace(
         callback_metrics={"val/loss": float("nan")},
         current_epoch=0,
+        max_epochs=3,
         should_stop=False,
         sanity_checking=False,
     )
