@@ -7,7 +7,8 @@ import torch
 
 from realfake.data.config import DataConfig
 from realfake.data.datamodule import ImageDataModule
-from realfake.inference import Predictor
+from realfake.export import export_onnx
+from realfake.inference import OnnxPredictor, Predictor
 from realfake.models import build_model
 from realfake.models.layers import PatchWhitening
 from realfake.runs import load_checkpoint
@@ -33,3 +34,6 @@ def test_whitened_run_fits_its_stem_and_its_predictor_agrees(tmp_path, tiny_over
     probs = predictor.probabilities(test.images)
     accuracy = float((probs.argmax(1) == test.labels.numpy()).mean())
     assert np.isclose(accuracy, result.metrics["test_acc"], atol=1e-6)
+    # The fitted filters travel in the ONNX file too: ONNX Runtime gives the same probabilities.
+    onnx = OnnxPredictor.load(export_onnx(predictor, tmp_path / "w.onnx"))
+    assert np.abs(onnx.probabilities(test.images[:64]) - probs[:64]).max() <= 1e-4
