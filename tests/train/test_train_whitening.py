@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from realfake.data.config import DataConfig
@@ -16,6 +17,7 @@ from realfake.train import compose, train
 from realfake.train.run import fit_data_dependent
 
 
+@pytest.mark.slow  # a training run of its own (~20 s); the layer's own tests stay fast
 def test_whitened_run_fits_its_stem_and_its_predictor_agrees(tmp_path, tiny_overrides) -> None:
     overrides = [*tiny_overrides, "model.options.whiten=true", f"runs_dir={tmp_path}", "name=w"]
     result = train(compose(overrides))
