@@ -117,7 +117,7 @@ def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
         C.compose(["model.options.dropout=0.5"])
     with pytest.raises(ConfigError, match=r"model\.options\.image_size.*set by the data"):
         C.compose(["model.options.image_size=64"])
-    with pytest.raises(ConfigError, match=r"model\.options\.depth.*'fastnet' takes pool, whiten, width"):
+    with pytest.raises(ConfigError, match=r"options\.depth.*'fastnet' takes pool, whiten, width"):
         C.compose(["model.options.depth=3"])
 
 
