@@ -67,6 +67,8 @@ def test_mirrored_index_reads_the_mirrored_image(alternating: ImageDataModule) -
     assert torch.equal(images[2], split.images[5].flip(-1))
     assert labels.tolist() == [split.labels[0], split.labels[0], split.labels[5]]
     assert torch.equal(split.images[0], dataset.images[0])  # the split itself is untouched
+    with pytest.raises(IndexError):
+        dataset.__getitems__([2 * n])  # past the mirrored range: an error, not a wrap-around
 
 
 def test_sampler_shards_the_same_flips() -> None:

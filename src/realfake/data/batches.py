@@ -42,6 +42,8 @@ class TensorImageDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.labels)
+        if indices and not 0 <= min(indices) <= max(indices) < 2 * n:
+            raise IndexError(f"image index out of range 0..{2 * n - 1} (n = {n}, mirrored: +n)")
         if self._np is not None:
             idx = np.asarray(indices, dtype=np.int64)
             images, labels = self._np[0][idx % n], torch.from_numpy(self._np[1][idx % n])
