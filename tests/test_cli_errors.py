@@ -212,3 +212,22 @@ def test_the_installed_command_prints_one_sentence(tmp_path):
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {notes} is not a realfake checkpoint")
+
+
+def test_overrides_may_follow_options(capsys):
+    """`realfake compare study=x --seeds 3 KEY=VALUE`, as the docs write it: every item counts."""
+    assert main(["train", "seed=7", "--print-config", "trainer.max_epochs=9"]) == 0
+    printed = capsys.readouterr().out
+    assert "\nseed: 7\n" in printed
+    assert "  max_epochs: 9\n" in printed
+    from realfake.cli import build_parser, parse
+
+    args = parse(build_parser(), ["compare", "study=architectures", "--seeds", "3", "a=1", "b=2"])
+    assert (args.items, args.seeds) == (["study=architectures", "a=1", "b=2"], 3)
+
+
+def test_an_unknown_option_after_overrides_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "seed=7", "--print-config", "--bogus", "x=1"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --bogus x=1" in capsys.readouterr().err

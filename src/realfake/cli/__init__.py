@@ -42,9 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, letting a command's KEY=VALUE (or run) list go on after its options.
+
+    argparse stops filling a ``nargs="*"`` positional at the first option, so ``realfake compare
+    study=x --seeds 3 trainer.max_epochs=20`` would leave the last item unrecognised. A command
+    that takes such a list names its destination with ``set_defaults(variadic=DEST)``; arguments
+    argparse could not place are appended to it, in order, unless one looks like an option.
+    """
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(args, "variadic", None)
+    if extra and (dest is None or any(item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, dest, [*getattr(args, dest), *extra])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reevaluate", action="store_true", help="evaluate runs again even if metrics.json exists"
     )
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, variadic="items")
 
 
 def run(args: argparse.Namespace) -> int:

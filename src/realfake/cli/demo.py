@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Extra KEY=VALUE overrides are passed to the config as in `realfake train`.",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, variadic="overrides")
 
 
 def run(args: argparse.Namespace) -> int:

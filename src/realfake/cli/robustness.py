@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="accuracy",
         help="metric of the side-by-side table (several checkpoints)",
     )
-    parser.set_defaults(handler=_robustness)
+    parser.set_defaults(handler=_robustness, variadic="checkpoints")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="run directory (or name, or 'latest') to resume")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns.db)")
     p.add_argument("--print-config", action="store_true", help="print the config and exit")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, variadic="overrides")
 
 
 def run(args: argparse.Namespace) -> int:
