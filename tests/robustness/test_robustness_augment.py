@@ -1,4 +1,5 @@
-"""Robust-training augmentation: blur, JPEG, noise and resizing options of AugmentConfig."""
+"""Robust-training augmentation: the degradation options of AugmentConfig (blur, JPEG, noise,
+resizing, zoom, brightness, contrast)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import torch.nn.functional as F
 
 from realfake.data.augment import (
     random_blur,
+    random_brightness,
+    random_contrast,
     random_flip_crop,
     random_jpeg,
     random_noise,
     random_resize,
+    random_zoom,
 )
 from realfake.data.config import AugmentConfig, DataConfig
 from realfake.data.datamodule import ImageDataModule, batch_seed
@@ -22,6 +26,9 @@ from realfake.data.loader import load_images
 from realfake.data.perturbations import (
     Perturbation,
     blur,
+    brightness,
+    contrast,
+    crop,
     jpeg,
     noise,
     parse_perturbation,
@@ -50,6 +57,21 @@ AUGMENTS = {
         lambda x, p, g: random_resize(x, p, 0.5, g),
         resize,
         lambda g, n: 0.5 + 0.5 * torch.rand(n, generator=g),
+    ),
+    "zoom": (
+        lambda x, p, g: random_zoom(x, p, 0.7, g),
+        crop,
+        lambda g, n: 0.7 + 0.3 * torch.rand(n, generator=g),
+    ),
+    "brightness": (
+        lambda x, p, g: random_brightness(x, p, 0.4, g),
+        brightness,
+        lambda g, n: 0.6 + 0.8 * torch.rand(n, generator=g),
+    ),
+    "contrast": (
+        lambda x, p, g: random_contrast(x, p, 0.4, g),
+        contrast,
+        lambda g, n: 0.6 + 0.8 * torch.rand(n, generator=g),
     ),
 }
 
@@ -141,6 +163,30 @@ def test_datamodule_degrades_after_flip_and_crop_from_one_generator(
     assert int(_changed(out, expected).sum()) >= 12  # 1 - 0.5^4 of 16 images, about 15
 
 
+def test_datamodule_zooms_then_adjusts_exposure_before_blur(
+    batch: torch.Tensor, data_cache: Path
+) -> None:
+    """The camera-to-upload order: zoom, resize, brightness, contrast, blur, noise, JPEG."""
+    options = {
+        f"{name}_prob": 0.5
+        for name in ("zoom", "resize", "brightness", "contrast", "blur", "noise", "jpeg")
+    }
+    out = _module(data_cache, **options).augment(batch, _gen(6))
+    g = _gen(6)
+    y = random_flip_crop(batch, 4, 0.5, g)
+    for step in (
+        lambda y: random_zoom(y, 0.5, 0.8, g),
+        lambda y: random_resize(y, 0.5, 0.5, g),
+        lambda y: random_brightness(y, 0.5, 0.3, g),
+        lambda y: random_contrast(y, 0.5, 0.3, g),
+        lambda y: random_blur(y, 0.5, 1.0, g),
+        lambda y: random_noise(y, 0.5, 0.05, g),
+        lambda y: random_jpeg(y, 0.5, 30, 100, g),
+    ):
+        y = step(y)
+    assert torch.equal(out, y)
+
+
 def test_training_batches_draw_from_their_own_seed_only(
     batch: torch.Tensor, data_cache: Path
 ) -> None:
@@ -169,6 +215,12 @@ def test_training_batches_draw_from_their_own_seed_only(
         ("jpeg_quality_max", 101),
         ("resize_scale_min", 0.0),
         ("resize_scale_min", 1.5),
+        ("zoom_prob", 1.1),
+        ("brightness_prob", -0.5),
+        ("contrast_prob", 3.0),
+        ("zoom_fraction_min", 0.0),
+        ("brightness_max_change", 1.0),
+        ("contrast_max_change", 0.0),
     ],
 )
 def test_bad_values_name_the_field(field: str, value: float) -> None:

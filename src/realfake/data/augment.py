@@ -1,7 +1,9 @@
 """Whole-batch augmentation and normalisation on the model's device (no per-image Python).
 
 The robust-training degradations (blur, noise, down-and-up resizing, JPEG) follow CNNDetection
-(Wang et al., CVPR 2020), where blur and JPEG augmentation made detectors survive post-processing.
+(Wang et al., CVPR 2020), where blur and JPEG augmentation made detectors survive post-processing;
+zooming (a central crop enlarged back), brightness and contrast cover the rest of the robustness
+grid, as the photometric jitter of AugMix-style training (Hendrycks et al., ICLR 2020).
 They apply the robustness grid's perturbations (``realfake.data.perturbations``, whose ``KINDS``
 give the units of every level) to uint8 batches, at a level drawn per image; JPEG alone needs a
 codec, so the picked images make one round trip through the CPU.
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from realfake.data.perturbations import blur, jpeg, noise, resize
+from realfake.data.perturbations import blur, brightness, contrast, crop, jpeg, noise, resize
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -202,3 +204,33 @@ def random_resize(
     # Scale 1 keeps an image as it is; images shrunk to the same integer size are resized
     # together (at 32 px and s >= 0.5 at most 17 groups per batch, whatever its size).
     return resize(x, torch.where(pick, scale, 1.0))
+
+
+def random_zoom(
+    x: torch.Tensor, p: float, fraction_min: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Keep the central f ~ U[fraction_min, 1] of each side of each image with probability ``p``
+    and enlarge it back (the grid's ``crop``)."""
+    pick = _pick(x, p, generator)
+    fraction = _uniform(x, fraction_min, 1.0, generator)
+    return crop(x, torch.where(pick, fraction, 1.0))
+
+
+def random_brightness(
+    x: torch.Tensor, p: float, max_change: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Scale each image's pixels with probability ``p``, brightness factor
+    f ~ U[1 - max_change, 1 + max_change]."""
+    pick = _pick(x, p, generator)
+    factor = _uniform(x, 1.0 - max_change, 1.0 + max_change, generator)
+    return brightness(x, torch.where(pick, factor, 1.0))  # factor 1 leaves an image as it is
+
+
+def random_contrast(
+    x: torch.Tensor, p: float, max_change: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Blend each image with its mean grey with probability ``p``, contrast factor
+    f ~ U[1 - max_change, 1 + max_change]."""
+    pick = _pick(x, p, generator)
+    factor = _uniform(x, 1.0 - max_change, 1.0 + max_change, generator)
+    return contrast(x, torch.where(pick, factor, 1.0))

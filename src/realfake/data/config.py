@@ -38,6 +38,12 @@ class AugmentConfig:
     noise_sigma_max: float = 0.05  # σ ~ U[0, max], KINDS["noise"]
     resize_prob: float = 0.0
     resize_scale_min: float = 0.5  # factor ~ U[min, 1], KINDS["resize"]
+    zoom_prob: float = 0.0
+    zoom_fraction_min: float = 0.8  # kept central fraction ~ U[min, 1], KINDS["crop"]
+    brightness_prob: float = 0.0
+    brightness_max_change: float = 0.3  # factor ~ U[1 - c, 1 + c], KINDS["brightness"]
+    contrast_prob: float = 0.0
+    contrast_max_change: float = 0.3  # factor ~ U[1 - c, 1 + c], KINDS["contrast"]
 
     def __post_init__(self) -> None:
         self.validate()
@@ -48,7 +54,15 @@ class AugmentConfig:
             raise _bad("augment.flip_mode", self.flip_mode, " or ".join(FLIP_MODES))
         if self.crop_padding < 0:
             raise _bad("augment.crop_padding", self.crop_padding, "an integer >= 0")
-        for name in ("blur_prob", "jpeg_prob", "noise_prob", "resize_prob"):
+        for name in (
+            "blur_prob",
+            "jpeg_prob",
+            "noise_prob",
+            "resize_prob",
+            "zoom_prob",
+            "brightness_prob",
+            "contrast_prob",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise _bad(f"augment.{name}", value, "a probability in [0, 1]")
@@ -64,8 +78,14 @@ class AugmentConfig:
                 self.jpeg_quality_max,
                 f"an integer in [jpeg_quality_min={self.jpeg_quality_min}, 100]",
             )
-        if not 0.0 < self.resize_scale_min <= 1.0:
-            raise _bad("augment.resize_scale_min", self.resize_scale_min, "a fraction in (0, 1]")
+        for name in ("resize_scale_min", "zoom_fraction_min"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise _bad(f"augment.{name}", value, "a fraction in (0, 1]")
+        for name in ("brightness_max_change", "contrast_max_change"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise _bad(f"augment.{name}", value, "a fraction in (0, 1)")
 
 
 @dataclass

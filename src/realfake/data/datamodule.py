@@ -13,10 +13,13 @@ from torch.utils.data import DataLoader
 from realfake.data.augment import (
     normalize,
     random_blur,
+    random_brightness,
+    random_contrast,
     random_flip_crop,
     random_jpeg,
     random_noise,
     random_resize,
+    random_zoom,
 )
 from realfake.data.batches import make_loader
 from realfake.data.config import DataConfig
@@ -158,10 +161,17 @@ class ImageDataModule(L.LightningDataModule):
         x = random_flip_crop(x, padding, flip_p, generator)
         # The degradations come after flip and crop and draw nothing when switched off, so runs
         # without them keep their random stream. Their order is a camera-to-upload pipeline:
-        # resizing, blur, sensor noise, then JPEG compression last (CNNDetection: blur then JPEG).
-        # Their levels are in the robustness grid's units (blur σ in pixels of this image).
+        # framing (zoom), resizing, exposure (brightness, contrast), blur, sensor noise, then JPEG
+        # compression last (CNNDetection: blur then JPEG). Their levels are in the robustness
+        # grid's units (blur σ in pixels of this image).
+        if aug.zoom_prob > 0:
+            x = random_zoom(x, aug.zoom_prob, aug.zoom_fraction_min, generator)
         if aug.resize_prob > 0:
             x = random_resize(x, aug.resize_prob, aug.resize_scale_min, generator)
+        if aug.brightness_prob > 0:
+            x = random_brightness(x, aug.brightness_prob, aug.brightness_max_change, generator)
+        if aug.contrast_prob > 0:
+            x = random_contrast(x, aug.contrast_prob, aug.contrast_max_change, generator)
         if aug.blur_prob > 0:
             x = random_blur(x, aug.blur_prob, aug.blur_sigma_max, generator)
         if aug.noise_prob > 0:
