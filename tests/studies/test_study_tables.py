@@ -272,3 +272,29 @@ def test_arms_on_different_test_images_are_not_tested(tmp_path):
     assert table["p_mcnemar"].isna().all() and table["delta_acc"].isna().all()
     md = write_tables(table, tmp_path, "t")["md"].read_text()
     assert "| c | 1 |" in md and "n/a: not scored on the same test images" in md
+
+
+def test_a_run_evaluated_for_the_table_is_scored_once(tiny_copy, monkeypatch):
+    """A study's runs are evaluated when collected; that evaluation gives the per-image results
+    too, and they are those rebuilt later for an already evaluated run."""
+    from realfake.inference import Predictor
+    from realfake.runs import RunDir
+    from realfake.studies.comparison import run_scores
+
+    RunDir(tiny_copy).evaluation.unlink(missing_ok=True)
+    sizes: list[int] = []
+    real = Predictor.probabilities
+
+    def counting(self, images, *args, **kwargs):
+        sizes.append(len(images))
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "probabilities", counting)
+    row, fresh = run_scores(tiny_copy)
+    tests = json.loads(RunDir(tiny_copy).evaluation.read_text())["images"]  # written by it
+    assert sizes.count(tests) == 1  # the test split once (and validation for the threshold)
+    assert fresh.correct is not None and fresh.correct.mean() == pytest.approx(row["test_acc"])
+    sizes.clear()
+    _, rebuilt = run_scores(tiny_copy)  # evaluated now: its test images are scored again
+    assert sizes == [tests]
+    assert np.array_equal(rebuilt.correct, fresh.correct) and rebuilt.images == fresh.images

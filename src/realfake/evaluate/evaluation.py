@@ -36,6 +36,10 @@ class EvalResult:
     figures: dict[str, Path] = field(default_factory=dict)
     report: Path | None = None
     run_dir: Path | None = None
+    # Per image, in the split's order: whether its decision was right (what accuracy averages),
+    # and EvalImages.identity() of the images, so that callers can pair evaluations.
+    correct: np.ndarray | None = None
+    images_identity: str = ""
 
 
 def evaluate(
@@ -111,7 +115,14 @@ def evaluate(
     if run is not None and decision.frozen is not None and _is_runs_own(predictor, run):
         write_run_spec(run, predictor.spec.with_threshold(decision.frozen))
         predictor.spec = predictor.spec.with_threshold(decision.frozen)
-    result = EvalResult(out_dir, metrics, record, run_dir=run.path if run else None)
+    result = EvalResult(
+        out_dir,
+        metrics,
+        record,
+        run_dir=run.path if run else None,
+        correct=predicted == labels,
+        images_identity=images.identity(),
+    )
     if figures:
         result.figures = write_figures(out_dir, images, probs, metrics, run, predictor.positive)
     if report and run is not None:

@@ -7,11 +7,13 @@ that decides (evaluate, robustness, audits) takes it from here, with the predict
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from realfake.data.config import DataConfig
@@ -32,6 +34,17 @@ class EvalImages:
     name: str  # split name actually used ("test", "val", or "all" for a plain folder)
     fingerprint: str
     skipped: int  # files of the source that failed to decode
+
+    def identity(self) -> str:
+        """SHA-256 of which images these are, in order, and their labels: two evaluations are
+        paired image by image only when theirs match. The files' MD5s name the images whatever
+        size they were decoded to; the pixels otherwise."""
+        split = self.split
+        digest = hashlib.sha256()
+        identity = split.md5 if split.md5 is not None else split.images.numpy()
+        digest.update(np.ascontiguousarray(identity).data)
+        digest.update(np.ascontiguousarray(split.labels.numpy(), dtype=np.int64).data)
+        return digest.hexdigest()
 
 
 @dataclass

@@ -9,7 +9,6 @@ Arms scored on the same test images are also tested against the best arm, image 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -103,8 +102,11 @@ class Comparison:
     correctness: list[Correctness] = field(default_factory=list)  # per run, as ``runs``
 
 
-def _own_test_record(predictor: Predictor, run: RunDir, reevaluate: bool) -> dict[str, Any]:
-    """The run's test-split evaluation record: its metrics.json when that scored these weights."""
+def _own_test_scores(
+    predictor: Predictor, run: RunDir, reevaluate: bool
+) -> tuple[dict[str, Any], Correctness | None]:
+    """The run's test-split evaluation record (its metrics.json when that scored these weights,
+    else a new evaluation), and the per-image correctness when a new evaluation gave it."""
     record = read_json(run.evaluation)
     fresh = (
         record
@@ -113,8 +115,9 @@ def _own_test_record(predictor: Predictor, run: RunDir, reevaluate: bool) -> dic
         and record.get("checkpoint_sha256") == predictor.sha256
     )
     if reevaluate or not fresh:
-        return evaluate(predictor).record
-    return record
+        result = evaluate(predictor)
+        return result.record, Correctness(result.correct, result.images_identity)
+    return record, None
 
 
 def image_correctness(predictor: Predictor, record: dict[str, Any]) -> Correctness:
@@ -127,16 +130,9 @@ def image_correctness(predictor: Predictor, record: dict[str, Any]) -> Correctne
         images, _, _ = eval_images(predictor, None, "test")
     except RealfakeError as exc:
         return Correctness(None, why=f"its test images cannot be rebuilt here ({exc})")
-    split = images.split
-    probs = predictor.probabilities(split.images, tta=record.get("tta"))
-    labels = split.labels.numpy()
-    correct = predictor.decide(probs, record.get("threshold")) == labels
-    digest = hashlib.sha256()
-    # The files' MD5s name the images whatever size they were decoded to; pixels otherwise.
-    identity = split.md5 if split.md5 is not None else split.images.numpy()
-    digest.update(np.ascontiguousarray(identity).data)
-    digest.update(np.ascontiguousarray(labels, dtype=np.int64).data)
-    return Correctness(correct, digest.hexdigest())
+    probs = predictor.probabilities(images.split.images, tta=record.get("tta"))
+    correct = predictor.decide(probs, record.get("threshold")) == images.split.labels.numpy()
+    return Correctness(correct, images.identity())
 
 
 def _checkpoint_epoch(run: RunDir, config: dict[str, Any]) -> dict[str, float]:
@@ -164,9 +160,10 @@ def run_scores(run_dir: str | Path, reevaluate: bool = False) -> tuple[dict[str,
     if not run.is_run():
         raise CheckpointError(f"{run.path} is not a realfake run directory: it has no config.yaml")
     predictor = Predictor.load(run.path)
-    record = _own_test_record(predictor, run, reevaluate)
+    record, correctness = _own_test_scores(predictor, run, reevaluate)
     test = record["metrics"]
-    correctness = image_correctness(predictor, record)
+    if correctness is None:  # evaluated before: score its test images again, as it decided
+        correctness = image_correctness(predictor, record)
     if correctness.correct is not None and not math.isclose(
         float(correctness.correct.mean()), test["accuracy"], abs_tol=1e-9
     ):
