@@ -5,8 +5,8 @@
         --no-update                                                         # smoke test, minutes
 
 Trains two runs of ``experiment=cifake_fast`` for ``--epochs`` on the CIFAKE sample (the same
-seed, data and schedule), one clean and one with ``experiment=adversarial`` (fast adversarial
-training: FGSM from a random start, α = 1.25·ε, Wong et al. 2020), or takes existing runs
+seed, data and schedule), one clean and one with ``experiment=adversarial`` (PGD adversarial
+training, Madry et al. 2018: 2 steps of α = 2/255 at ε = 4/255), or takes existing runs
 (``--clean RUN --adversarial RUN``). Each is then scored on a fixed random subset of the official
 test split (``--test-images``, default 2,000 drawn with seed 0; 0 = all 20,000) clean and under
 every white-box attack of the robustness grid: ``fgsm:EPS`` (one step of ε) and ``pgd:EPS`` (10
@@ -139,8 +139,9 @@ def main() -> int:
         f"- Runs: `experiment=cifake_fast`, {args.epochs} epoch(s)"
         + (f" of {args.images:,} images" if args.images else "")
         + f", seed {args.seed}; adversarial arm: `experiment=adversarial` "
-        f"(adversarial.attack={adv.attack}, eps={adv.eps:g}/255, alpha "
-        f"{'1.25·ε' if adv.alpha is None else f'{adv.alpha:g}/255'}).",
+        f"(adversarial.attack={adv.attack}, eps={adv.eps:g}/255, "
+        + (f"steps={adv.steps or 10}, " if adv.attack == "pgd" else "")
+        + f"alpha={'the attack default' if adv.alpha is None else f'{adv.alpha:g}/255'}).",
         f"- Test: {n:,} images of the official test split"
         + (" (a fixed random subset, seed 0)" if args.test_images else "")
         + "; white-box attacks on each run's own function (flip TTA), threshold frozen on "

@@ -15,10 +15,12 @@ from realfake.train import config as C
 from realfake.train.module import Classifier
 
 
-def test_adversarial_experiment_is_fast_adversarial_training() -> None:
+def test_adversarial_experiment_is_pgd_training_of_two_steps() -> None:
     cfg = C.to_object(compose(["experiment=demo", "experiment=adversarial"]))
     assert (cfg.adversarial.attack, cfg.adversarial.alpha, cfg.adversarial.steps) == (
-        "fgsm_rs", None, None)  # fmt: skip
+        "pgd", 2, 2)  # fmt: skip
+    # Two steps of α from the random start can reach every corner of the ε-ball.
+    assert cfg.adversarial.steps * cfg.adversarial.alpha >= cfg.adversarial.eps
     assert 0 < cfg.adversarial.eps <= 8
     assert cfg.trainer.max_epochs == compose(["experiment=demo"]).trainer.max_epochs  # a diff
     assert C.to_object(compose([])).adversarial.attack == "none"  # off by default
@@ -59,7 +61,7 @@ def test_training_step_attacks_the_batch_within_eps() -> None:
     attacked = module.attacked(x, y)
     step = (attacked - x) * std * 255  # back in pixel units
     assert float(step.abs().max()) <= 4 + 1e-3
-    assert float(step.abs().max()) > 3.9  # α = 1.25·ε reaches the edge of the ball
+    assert float(step.abs().max()) > 3.9  # the steps reach the edge of the ball
     pixels = attacked * std + mean
     assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
     with torch.no_grad():
@@ -78,7 +80,7 @@ def test_adversarial_run_trains_on_attacked_batches(tmp_path, tiny_run, tiny_ove
     overrides = [*tiny_overrides, "experiment=adversarial", f"runs_dir={tmp_path}", "name=adv"]
     result = train(compose(overrides))
     config = (result.run_dir / "config.yaml").read_text()
-    assert "adversarial:\n  attack: fgsm_rs" in config
+    assert "adversarial:\n  attack: pgd" in config
     assert result.metrics["epochs"] == 2
     adversarial, clean = _train_loss(result.run_dir), _train_loss(tiny_run)
     assert adversarial[0] > clean[0]
