@@ -234,16 +234,27 @@ def test_quality_range_must_be_ordered() -> None:
 
 
 def test_robust_experiment_and_study_compose() -> None:
+    from realfake.data.perturbations import KINDS
     from realfake.studies.study import load_study
     from realfake.train import compose
 
     cfg = compose(["experiment=demo", "experiment=robust"])
     aug = cfg.data.augment
-    assert aug.blur_prob == 0.5 and aug.jpeg_prob == 0.5 and aug.jpeg_quality_min == 30
+    kinds = ("zoom", "resize", "brightness", "contrast", "blur", "noise", "jpeg")
+    assert all(aug[f"{kind}_prob"] == 0.1 for kind in kinds)
     assert cfg.data.batch_size == 32  # the demo recipe underneath
+    # The ranges cover every level of the default grid.
+    grid = {kind: KINDS[kind].levels for kind in KINDS}
+    assert aug.blur_sigma_max >= max(grid["blur"]) and aug.noise_sigma_max >= max(grid["noise"])
+    assert aug.resize_scale_min <= min(grid["resize"])
+    assert aug.zoom_fraction_min <= min(grid["crop"])
+    assert aug.jpeg_quality_min <= min(grid["jpeg"])
+    for kind in ("brightness", "contrast"):
+        change = aug[f"{kind}_max_change"]
+        assert 1 - change <= min(grid[kind]) and 1 + change >= max(grid[kind])
     study = load_study("robust_training")
-    assert {"clean", "robust", "robust_all"} == set(study.arms)
+    assert {"clean", "cnndetection", "robust"} == set(study.arms)
     for overrides in study.arms.values():
         compose([*study.common, *overrides])  # every arm is a valid config
-    robust = compose([*study.common, *study.arms["robust"]]).data.augment
-    assert (robust.blur_prob, robust.jpeg_prob, robust.noise_prob) == (0.5, 0.5, 0.0)
+    cnn = compose([*study.common, *study.arms["cnndetection"]]).data.augment
+    assert (cnn.blur_prob, cnn.jpeg_prob, cnn.noise_prob, cnn.zoom_prob) == (0.5, 0.5, 0.0, 0.0)
