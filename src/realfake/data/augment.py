@@ -199,11 +199,24 @@ def random_resize(
     x: torch.Tensor, p: float, scale_min: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Shrink each image with probability ``p`` by s ~ U[scale_min, 1] and enlarge it back."""
+    # Images shrunk to the same integer size are resized together (at 32 px and s >= 0.5 at
+    # most 17 groups per batch, whatever its size).
+    return _degrade_by_factor(x, p, scale_min, 1.0, resize, generator)
+
+
+def _degrade_by_factor(
+    x: torch.Tensor,
+    p: float,
+    low: float,
+    high: float,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """``fn`` of each image with probability ``p`` at a factor ~ U[low, high] per image, the whole
+    batch in one call: the others at factor 1, which leaves an image as it is."""
     pick = _pick(x, p, generator)
-    scale = _uniform(x, scale_min, 1.0, generator)
-    # Scale 1 keeps an image as it is; images shrunk to the same integer size are resized
-    # together (at 32 px and s >= 0.5 at most 17 groups per batch, whatever its size).
-    return resize(x, torch.where(pick, scale, 1.0))
+    factor = _uniform(x, low, high, generator)
+    return fn(x, torch.where(pick, factor, 1.0))
 
 
 def random_zoom(
@@ -211,9 +224,7 @@ def random_zoom(
 ) -> torch.Tensor:
     """Keep the central f ~ U[fraction_min, 1] of each side of each image with probability ``p``
     and enlarge it back (the grid's ``crop``)."""
-    pick = _pick(x, p, generator)
-    fraction = _uniform(x, fraction_min, 1.0, generator)
-    return crop(x, torch.where(pick, fraction, 1.0))
+    return _degrade_by_factor(x, p, fraction_min, 1.0, crop, generator)
 
 
 def random_brightness(
@@ -221,9 +232,7 @@ def random_brightness(
 ) -> torch.Tensor:
     """Scale each image's pixels with probability ``p``, brightness factor
     f ~ U[1 - max_change, 1 + max_change]."""
-    pick = _pick(x, p, generator)
-    factor = _uniform(x, 1.0 - max_change, 1.0 + max_change, generator)
-    return brightness(x, torch.where(pick, factor, 1.0))  # factor 1 leaves an image as it is
+    return _degrade_by_factor(x, p, 1.0 - max_change, 1.0 + max_change, brightness, generator)
 
 
 def random_contrast(
@@ -231,6 +240,4 @@ def random_contrast(
 ) -> torch.Tensor:
     """Blend each image with its mean grey with probability ``p``, contrast factor
     f ~ U[1 - max_change, 1 + max_change]."""
-    pick = _pick(x, p, generator)
-    factor = _uniform(x, 1.0 - max_change, 1.0 + max_change, generator)
-    return contrast(x, torch.where(pick, factor, 1.0))
+    return _degrade_by_factor(x, p, 1.0 - max_change, 1.0 + max_change, contrast, generator)
