@@ -116,3 +116,20 @@ def test_cli_prints_the_table_and_writes_metrics(tiny_run, tmp_path, capsys):
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["images"] == 100
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "neither a checkpoint file nor a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("split", "named"), [("val", "train.tar"), ("train", "train.tar"), ("test", "test.tar")]
+)
+def test_own_split_names_the_file_it_comes_from(monkeypatch, split, named):
+    # A run trained on train.tar and tested on test.tar: its val split is part of train.tar, and
+    # the report must say so (it used to name test.tar for every split).
+    from types import SimpleNamespace
+
+    from realfake.evaluate import sources
+
+    splits = SimpleNamespace(train=[0], val=[0], test=[0], fingerprint="f", skipped=[])
+    monkeypatch.setattr(sources, "run_splits", lambda predictor: splits)
+    predictor = SimpleNamespace(config={"data": {"source": "train.tar", "test_source": "test.tar"}})
+    images, _, _ = sources.eval_images(predictor, None, split)
+    assert images.where == f"the run's {split} split of {named}"

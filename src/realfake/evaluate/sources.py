@@ -137,9 +137,11 @@ def eval_images(
         log.warning("threshold 0.5: %s", why)
         return labelled_split(data, predictor, split), None, why
     if data is None:
-        cfg = predictor.config["data"]
-        where = cfg.get("test_source") or cfg.get("source") or "the embedded CIFAKE mini set"
-        return own_split(splits, split or "test", where), splits, ""
+        cfg, split = predictor.config["data"], split or "test"
+        # The test split comes from data.test_source when there is one; train and val never do.
+        source = (cfg.get("test_source") if split == "test" else None) or cfg.get("source")
+        where = source or "the embedded CIFAKE mini set"
+        return own_split(splits, split, where), splits, ""
     return labelled_split(data, predictor, split), splits, ""
 
 
