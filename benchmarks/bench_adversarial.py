@@ -9,11 +9,11 @@ seed, data and schedule), one clean and one with ``experiment=adversarial`` (PGD
 training, Madry et al. 2018: 2 steps of α = 2/255 at ε = 4/255), or takes existing runs
 (``--clean RUN --adversarial RUN``). Each is then scored on a fixed random subset of the official
 test split (``--test-images``, default 2,000 drawn with seed 0; 0 = all 20,000) clean and under
-every white-box attack of the robustness grid: ``fgsm:EPS`` (one step of ε) and ``pgd:EPS`` (10
-steps of α = 2.5·ε/10 from a random start), ε = 1, 2, 4, 8 /255, against the run's own function
+every white-box attack of the robustness grid: ``fgsm:EPS`` (one step of ε) and ``pgd:EPS`` (20
+steps of α = 2.5·ε/20 from a random start), ε = 1, 2, 4, 8 /255, against the run's own function
 (normalisation and flip TTA), attacked images rounded to uint8, decided with the threshold frozen
-on clean validation data (``realfake robustness``'s rules). PGD with flip TTA costs about 30
-forward passes per image, so the full test split would take about 10 times the subset's hours.
+on clean validation data (``realfake robustness``'s rules). PGD with flip TTA costs 40
+forward and backward passes per image: the full test split would take 10 times the subset's hours.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main() -> int:
         f"- Test: {n:,} images of the official test split"
         + (" (a fixed random subset, seed 0)" if args.test_images else "")
         + "; white-box attacks on each run's own function (flip TTA), threshold frozen on "
-        "clean validation data; fgsm = one step of ε, pgd = 10 steps of α = 2.5·ε/10 from a "
+        "clean validation data; fgsm = one step of ε, pgd = 20 steps of α = 2.5·ε/20 from a "
         "random start; attacked images rounded to uint8.",
         f"- Load average at the end: {load_average()}",
         "",

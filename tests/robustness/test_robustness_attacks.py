@@ -108,9 +108,9 @@ def test_pgd_is_deterministic_given_a_seed() -> None:
 def test_attack_specs_state_steps_and_step_size() -> None:
     pgd4 = parse_attack("pgd:4")
     assert (pgd4.kind, pgd4.eps, pgd4.steps, pgd4.alpha, pgd4.random_start) == (
-        "pgd", 4, 10, 1.0, True)  # fmt: skip
+        "pgd", 4, 20, 0.5, True)  # fmt: skip
     assert pgd4.describe() == (
-        "PGD, L∞ ε = 4/255, 10 steps of α = 1/255, random start (Madry et al. 2018)"
+        "PGD, L∞ ε = 4/255, 20 steps of α = 0.5/255, random start (Madry et al. 2018)"
     )
     fgsm2 = parse_attack("FGSM:2")
     assert (fgsm2.steps, fgsm2.alpha, fgsm2.random_start) == (1, 2, False)

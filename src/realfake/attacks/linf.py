@@ -6,8 +6,11 @@ and returns adversarial pixels ``x'`` with ``|x' - x| <= ε`` in every pixel and
   fgsm     Goodfellow et al., ICLR 2015: x' = clip(x + ε·sign(∇ₓ loss), 0, 1).
   pgd      Madry et al., ICLR 2018: from x (or a uniform random start in the ε-ball), ``steps``
            times x' ← Π(x' + α·sign(∇ loss(x'))), Π the projection onto the ε-ball around x and
-           onto [0, 1]; the last iterate is returned. Defaults: 10 steps of α = 2.5·ε/10 (their
+           onto [0, 1]; the last iterate is returned. Defaults: 20 steps of α = 2.5·ε/20 (their
            rule α = 2.5·ε/steps: enough to cross the ball from any start), random start.
+           Twenty steps, not ten: on a CIFAKE model (cifake_fast, 2 epochs, 2,000 test images)
+           10 steps of 2.5·ε/10 left 21 images right at ε = 4/255 and 32 at ε = 8/255 (the
+           steps overshoot), 20 steps left 13 and 8, so accuracy falls with ε as it must.
   fgsm_rs  Wong, Rice & Kolter, ICLR 2020 ("Fast is better than free"): PGD of one step of
            α = 1.25·ε from a uniform random start, their fast adversarial training.
 
@@ -85,8 +88,8 @@ class AttackKind:
 ATTACKS: dict[str, AttackKind] = {
     "fgsm": AttackKind("FGSM", 1, lambda eps, steps: eps, False, "one step of ε",
                        "Goodfellow et al. 2015"),
-    "pgd": AttackKind("PGD", 10, lambda eps, steps: 2.5 * eps / steps, True,
-                      "10 steps of α = 2.5·ε/10 from a random start", "Madry et al. 2018"),
+    "pgd": AttackKind("PGD", 20, lambda eps, steps: 2.5 * eps / steps, True,
+                      "20 steps of α = 2.5·ε/20 from a random start", "Madry et al. 2018"),
     "fgsm_rs": AttackKind("FGSM with random start", 1, lambda eps, steps: 1.25 * eps, True,
                           "one step of α = 1.25·ε from a random start", "Wong et al. 2020"),
 }  # fmt: skip
@@ -114,7 +117,7 @@ class Attack:
         return self.eps
 
     def describe(self) -> str:
-        """e.g. 'PGD, L∞ ε = 4/255, 10 steps of α = 1/255, random start (Madry et al. 2018)'."""
+        """e.g. 'PGD, L∞ ε = 4/255, 20 steps of α = 0.5/255, random start (Madry et al. 2018)'."""
         kind = ATTACKS[self.kind]
         steps = "1 step" if self.steps == 1 else f"{self.steps} steps"
         start = "random start" if self.random_start else "no random start"

@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SPEC",
         help="comma-separated KIND:LEVEL or KIND (all its default levels), e.g. jpeg:50,blur; "
-        "white-box attacks on the checkpoint: fgsm:EPS (one step) and pgd:EPS (10 steps of "
-        "2.5·EPS/10, random start), EPS in 1/255 of the pixel range, e.g. fgsm:2,pgd "
+        "white-box attacks on the checkpoint: fgsm:EPS (one step) and pgd:EPS (20 steps of "
+        "2.5·EPS/20, random start), EPS in 1/255 of the pixel range, e.g. fgsm:2,pgd "
         "(pgd = pgd:1,2,4,8); default: the whole grid of perturbations, no attacks",
     )
     parser.add_argument(

@@ -2,11 +2,12 @@
 
 A grid entry is a perturbation (``realfake.data.perturbations``: ``jpeg:50``, ``blur:1``, ...) or
 a white-box L∞ attack on the checkpoint under test (``realfake.attacks``): ``fgsm:EPS`` (one step
-of ε) and ``pgd:EPS`` (10 steps of α = 2.5·ε/10 from a random start), ε = EPS/255 of the pixel
+of ε) and ``pgd:EPS`` (20 steps of α = 2.5·ε/20 from a random start), ε = EPS/255 of the pixel
 range, against the predictor's own function (normalisation and flip TTA) and the true labels.
 Attacked images are rounded back to uint8 before they are scored, as an attacked file would be.
-Attacks are not in the default grid (PGD costs about 30 forward passes per image, and the grid's
-mean is a figure of common corruptions); ``--perturbations fgsm,pgd`` adds them at ε 1, 2, 4, 8.
+Attacks are not in the default grid (PGD with flip TTA costs 40 forward and backward passes per
+image, and the grid's mean is a figure of common corruptions); ``--perturbations fgsm,pgd`` adds
+them at ε 1, 2, 4, 8.
 """
 
 from __future__ import annotations
