@@ -241,7 +241,7 @@ def test_robust_experiment_and_study_compose() -> None:
     cfg = compose(["experiment=demo", "experiment=robust"])
     aug = cfg.data.augment
     kinds = ("zoom", "resize", "brightness", "contrast", "blur", "noise", "jpeg")
-    assert all(aug[f"{kind}_prob"] == 0.1 for kind in kinds)
+    assert all(aug[f"{kind}_prob"] == 0.05 for kind in kinds)
     assert cfg.data.batch_size == 32  # the demo recipe underneath
     # The ranges cover every level of the default grid.
     grid = {kind: KINDS[kind].levels for kind in KINDS}
