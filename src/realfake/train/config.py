@@ -122,7 +122,7 @@ class AdversarialConfig:
     eps: float = 8.0  # L∞ radius in 1/255 (Wong et al.'s 8/255 on CIFAR-10)
     # Step size in 1/255; None: the attack's own rule (fgsm_rs 1.25·ε, fgsm ε, pgd 2.5·ε/steps).
     alpha: float | None = None
-    steps: int | None = None  # pgd only; None: 10
+    steps: int | None = None  # pgd only; None: the attack's own (20; experiment=adversarial sets 2)
 
 
 @dataclass
