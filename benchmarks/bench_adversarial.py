@@ -1,6 +1,6 @@
 """Adversarial robustness: clean training against PGD adversarial training on the CIFAKE sample.
 
-    .venv/bin/python benchmarks/bench_adversarial.py --epochs 2            # ~45 min on 2 CPU cores
+    .venv/bin/python benchmarks/bench_adversarial.py --epochs 2         # ~2 h on 2 shared CPU cores
     .venv/bin/python benchmarks/bench_adversarial.py --images 2000 --epochs 1 --test-images 200 \\
         --no-update                                                         # smoke test, minutes
 
