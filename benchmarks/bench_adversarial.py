@@ -129,9 +129,11 @@ def main() -> int:
         results[arm] = rows
         print(f"{arm}: {run}, scored in {seconds / 60:.1f} min", flush=True)
 
+    from realfake.attacks import linf
     from realfake.train import config as C
 
     adv = C.load_file(Path(arms["adversarial training"]) / "config.yaml").adversarial
+    trained_on = linf.make_attack(adv.attack, adv.eps, adv.steps, adv.alpha)  # as the run built it
     first = next(iter(results.values()))
     n = first[0].n
     lines = [
@@ -139,14 +141,12 @@ def main() -> int:
         f"- Runs: `experiment=cifake_fast`, {args.epochs} epoch(s)"
         + (f" of {args.images:,} images" if args.images else "")
         + f", seed {args.seed}; adversarial arm: `experiment=adversarial` "
-        f"(adversarial.attack={adv.attack}, eps={adv.eps:g}/255, "
-        + (f"steps={adv.steps or 10}, " if adv.attack == "pgd" else "")
-        + f"alpha={'the attack default' if adv.alpha is None else f'{adv.alpha:g}/255'}).",
+        f"(trained on {trained_on.describe()}).",
         f"- Test: {n:,} images of the official test split"
         + (" (a fixed random subset, seed 0)" if args.test_images else "")
         + "; white-box attacks on each run's own function (flip TTA), threshold frozen on "
-        "clean validation data; fgsm = one step of ε, pgd = 20 steps of α = 2.5·ε/20 from a "
-        "random start; attacked images rounded to uint8.",
+        f"clean validation data; fgsm = {linf.ATTACKS['fgsm'].defaults}, pgd = "
+        f"{linf.ATTACKS['pgd'].defaults}; attacked images rounded to uint8.",
         f"- Load average at the end: {load_average()}",
         "",
         "| entry | " + " | ".join(f"{arm}: accuracy | ROC-AUC" for arm in results) + " |",

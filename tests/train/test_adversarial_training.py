@@ -19,7 +19,7 @@ def test_adversarial_experiment_is_pgd_training_of_two_steps() -> None:
     cfg = C.to_object(compose(["experiment=demo", "experiment=adversarial"]))
     assert (cfg.adversarial.attack, cfg.adversarial.alpha, cfg.adversarial.steps) == (
         "pgd", 2, 2)  # fmt: skip
-    # Two steps of α from the random start can reach every corner of the ε-ball.
+    # The steps together move a pixel by up to ε, the ball's radius.
     assert cfg.adversarial.steps * cfg.adversarial.alpha >= cfg.adversarial.eps
     assert 0 < cfg.adversarial.eps <= 8
     assert cfg.trainer.max_epochs == compose(["experiment=demo"]).trainer.max_epochs  # a diff
