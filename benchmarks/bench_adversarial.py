@@ -61,15 +61,18 @@ def train_run(name: str, extra: list[str], args: argparse.Namespace, runs_dir: P
     return run
 
 
-def score_run(run: Path, test_images: int, attacks: str, seed: int) -> tuple[list, float]:
-    """Robustness rows (clean first) of ``run`` on the test subset, and the seconds they took."""
+def score_run(
+    run: Path, test_images: int, attacks: str, seed: int, split: str = "test"
+) -> tuple[list, float]:
+    """Robustness rows (clean first) of ``run`` on a fixed subset of its ``split`` (all of it when
+    ``test_images`` is 0), and the seconds they took."""
     from realfake.attacks.whitebox import attack_images
     from realfake.evaluate.sources import eval_images, validation_decision
     from realfake.inference import Predictor
     from realfake.robustness.grid import evaluate_grid, parse_entries
 
     predictor = Predictor.load(run)
-    images, splits, why = eval_images(predictor, None, None)
+    images, splits, why = eval_images(predictor, None, split)
     decision = validation_decision(predictor, splits, why)
     pixels, labels = images.split.images, images.split.labels.numpy()
     if test_images and test_images < len(labels):
