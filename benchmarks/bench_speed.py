@@ -85,6 +85,7 @@ def train_step_time(model_name: str, batch: int, repeats: int = 5) -> float:
 def part_datapath(args) -> None:
     from realfake.data.config import DataConfig
     from realfake.data.datamodule import ImageDataModule
+    from realfake.train import compose
 
     if not (SHARED / "train.tar").is_file():
         print(f"skipped: {SHARED / 'train.tar'} not found")
@@ -94,7 +95,14 @@ def part_datapath(args) -> None:
     dm = ImageDataModule(DataConfig(source=str(folder), val_fraction=0.0, batch_size=128))
     dm.setup()
     cache_s = time.perf_counter() - start
-    seeds, ours = [], []
+    # The same data with experiment=robust's degradations on top (its own config file, composed
+    # as training composes it): what robust training adds to an epoch is this difference.
+    robust_cfg = compose(
+        ["experiment=robust", f"data.source={folder}", "data.val_fraction=0", "data.batch_size=128"]
+    )
+    robust_dm = ImageDataModule(robust_cfg.data)
+    robust_dm.setup()
+    seeds, ours, robust = [], [], []
     for r in range(args.repeats):
         t = time.perf_counter()
         n_seeds = seeds_epoch(folder)
@@ -102,10 +110,17 @@ def part_datapath(args) -> None:
         t = time.perf_counter()
         n_ours = ours_epoch(dm, r)
         ours.append(n_ours / (time.perf_counter() - t))
-        print(f"repeat {r}: seeds {seeds[-1]:,.0f} img/s, ours {ours[-1]:,.0f} img/s")
+        t = time.perf_counter()
+        n_robust = ours_epoch(robust_dm, r)
+        robust.append(n_robust / (time.perf_counter() - t))
+        print(
+            f"repeat {r}: seeds {seeds[-1]:,.0f} img/s, ours {ours[-1]:,.0f} img/s, "
+            f"ours + robust {robust[-1]:,.0f} img/s"
+        )
     ratio = statistics.median(o / s for o, s in zip(ours, seeds, strict=True))
     step = train_step_time("fastnet", 128)
     data_per_batch = 128 / statistics.median(ours)
+    robust_per_batch = 128 / statistics.median(robust)
     lines = [
         *header(),
         f"- Data: the 60,000 images of `train.tar` extracted to a folder; both pipelines read "
@@ -124,10 +139,17 @@ def part_datapath(args) -> None:
         f"{128 / statistics.median(seeds) * 1000:.1f} ms |",
         f"| realfake (cached uint8, batch augment) | {statistics.median(ours):,.0f} | "
         f"{data_per_batch * 1000:.2f} ms |",
+        f"| realfake + `experiment=robust` degradations | {statistics.median(robust):,.0f} | "
+        f"{robust_per_batch * 1000:.2f} ms |",
         "",
         f"**Ratio ours / seeds': {ratio:.0f}×** (goal ≥ 20×). One training step of the default "
         f"model (`fastnet`, batch 128, fp32) takes {step * 1000:.0f} ms here, so data is "
         f"{data_per_batch / step:.1%} of a step (goal ≤ 5%).",
+        "",
+        f"**Robust training's cost**: its degradations (each kind on 5% of the images, "
+        f"`configs/experiment/robust.yaml`) add {(robust_per_batch - data_per_batch) * 1000:.1f} "
+        f"ms per 128-image batch, {(robust_per_batch - data_per_batch) / step:.1%} of that "
+        "training step; the network's work is unchanged.",
     ]
     report("## Speed: data path vs the seeds' pipeline (issue 7)", lines, args)
 
