@@ -91,8 +91,9 @@ def main() -> int:
         f"from a random start), {args.epochs} epoch(s)"
         + (f" of {args.images:,} images" if args.images else "")
         + f", seed {args.seed}.",
-        f"- Scored on {args.val_images or 'all'} images of the validation split (a fixed random "
-        "subset, seed 0), clean and under 20-step PGD; threshold frozen on clean validation data.",
+        f"- Scored on {f'{args.val_images:,}' if args.val_images else 'all'} images of the "
+        "validation split (a fixed random subset, seed 0), clean and under 20-step PGD; threshold "
+        "frozen on clean validation data; each run's scores kept in its `eps-choice.json`.",
         f"- Rule (fixed before scoring): highest mean of the {len(entries)} accuracies; within "
         f"{TIE} of the best, the smallest ε. **Chosen: ε = {chosen:g}/255.**",
         "",
