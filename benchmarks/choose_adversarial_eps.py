@@ -1,6 +1,6 @@
 """Choose ε of `experiment=adversarial` on the validation split (never the test split).
 
-    .venv/bin/python benchmarks/choose_adversarial_eps.py --runs-dir /tmp/adv-eps  # ~3 h, 1 thread
+    .venv/bin/python benchmarks/choose_adversarial_eps.py --runs-dir /tmp/adv-eps  # ~2 h, 1 thread
     .venv/bin/python benchmarks/choose_adversarial_eps.py --images 640 --epochs 1 --val-images 50 \\
         --no-update                                                         # smoke test, minutes
 
