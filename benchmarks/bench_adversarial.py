@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHARED, cifake_sample_paths, header, load_average, update_section
+from common import SHARED, cifake_sample_paths, header, load_average, publish
 
 HEADING = "## Adversarial robustness: clean against adversarial training (detection quality)"
 ATTACKS = "fgsm:1,fgsm:2,fgsm:4,fgsm:8,pgd:1,pgd:2,pgd:4,pgd:8"
@@ -158,9 +158,7 @@ def main() -> int:
     for i, row in enumerate(first):
         cells = [f"{rows[i].accuracy:.3f} | {rows[i].roc_auc:.3f}" for rows in results.values()]
         lines.append(f"| `{row.perturbation}` | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
-    if not args.no_update:
-        update_section(HEADING, "\n".join(lines))
+    publish(HEADING, lines, update=not args.no_update)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import header, median_time, update_section
+from common import header, median_time, publish
 
 HEADING = "## ONNX Runtime vs torch inference (issue 15)"
 BATCHES = ((1, 50), (256, 3))  # (images per call, timed calls per round)
@@ -102,10 +102,7 @@ def main() -> None:
             f"{r['onnx', 1] / r['torch', 1]:.2f}× | {r['torch', 256]:,.0f} | "
             f"{r['onnx', 256]:,.0f} | {r['onnx', 256] / r['torch', 256]:.2f}× | {delta:.1e} |"
         )
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_update:
-        update_section(HEADING, body)
+    publish(HEADING, lines, update=not args.no_update)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from common import BENCHMARKS_MD, cifake_sample_paths, header, load_average, update_section
+from common import BENCHMARKS_MD, cifake_sample_paths, header, load_average, publish
 
 HEADING = "## Detection quality: the CPU recipe on CIFAKE (issues 7, 18)"
 
@@ -182,9 +182,7 @@ def main() -> None:
             f"| {r['seed']} | " + " | ".join(cells) + f" | {r['images_per_s']:.0f} | "
             f"{r['load_average']} |"
         )
-    print("\n".join(lines))
-    if not args.no_update:
-        update_section(HEADING, "\n".join(lines))
+    publish(HEADING, lines, update=not args.no_update)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from common import SHARED, header, median_time, update_section
+from common import SHARED, header, median_time, publish
 
 MODELS = ("fastnet", "resnet18", "resnext29_2x64d", "vgg16")
 
@@ -375,10 +375,7 @@ def part_profile(args) -> None:
 
 
 def report(heading: str, lines: list[str], args) -> None:
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_update:
-        update_section(heading, body)
+    publish(heading, lines, update=not args.no_update)
 
 
 def main() -> None:

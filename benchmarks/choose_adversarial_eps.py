@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from bench_adversarial import score_run, train_run
-from common import SHARED, header, update_section
+from common import SHARED, header, publish
 
 HEADING = "## Adversarial training: ε chosen on the validation split (detection quality)"
 ATTACKS = "pgd:1,pgd:2,pgd:4,pgd:8"
@@ -105,9 +105,7 @@ def main() -> int:
         mark = " (chosen)" if eps == chosen else ""
         cells = " | ".join(f"{acc[e]:.3f}" for e in entries)
         lines.append(f"| {eps:g}{mark} | {cells} | {mean:.3f} |")
-    print("\n".join(lines))
-    if not args.no_update:
-        update_section(HEADING, "\n".join(lines))
+    publish(HEADING, lines, update=not args.no_update)
     return 0
 
 

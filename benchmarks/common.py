@@ -75,6 +75,14 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+def publish(heading: str, lines: list[str], update: bool) -> None:
+    """Print a benchmark's section and, when ``update``, write it into BENCHMARKS.md."""
+    body = "\n".join(lines)
+    print(body)
+    if update:
+        update_section(heading, body)
+
+
 def update_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace the section under ``heading`` (up to the next ``## ``) in ``path``, or append it."""
     section = f"{heading}\n\n{body.strip()}\n"
