@@ -62,23 +62,23 @@ def train_run(name: str, extra: list[str], args: argparse.Namespace, runs_dir: P
 
 
 def score_run(
-    run: Path, test_images: int, attacks: str, seed: int, split: str = "test"
+    run: Path, images: int, attacks: str, seed: int, split: str = "test"
 ) -> tuple[list, float]:
-    """Robustness rows (clean first) of ``run`` on a fixed subset of its ``split`` (all of it when
-    ``test_images`` is 0), and the seconds they took."""
+    """Robustness rows (clean first) of ``run`` on a fixed subset of ``images`` of its ``split``
+    (all of it when 0), and the seconds they took."""
     from realfake.attacks.whitebox import attack_images
     from realfake.evaluate.sources import eval_images, validation_decision
     from realfake.inference import Predictor
     from realfake.robustness.grid import evaluate_grid, parse_entries
 
     predictor = Predictor.load(run)
-    images, splits, why = eval_images(predictor, None, split)
+    scored, splits, why = eval_images(predictor, None, split)
     decision = validation_decision(predictor, splits, why)
-    pixels, labels = images.split.images, images.split.labels.numpy()
-    if test_images and test_images < len(labels):
+    pixels, labels = scored.split.images, scored.split.labels.numpy()
+    if images and images < len(labels):
         # A fixed subset, the same for every run: seed 0, sorted to keep the split's order.
         pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-        pick = pick[:test_images].sort().values
+        pick = pick[:images].sort().values
         pixels, labels = pixels[pick], labels[pick.numpy()]
     started = time.perf_counter()
     rows = evaluate_grid(
