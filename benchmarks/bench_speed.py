@@ -84,8 +84,8 @@ def train_step_time(model_name: str, batch: int, repeats: int = 5) -> float:
 
 def part_datapath(args) -> None:
     from realfake.data.config import DataConfig
-    from realfake.data.datamodule import ImageDataModule
     from realfake.train import compose
+    from realfake.train.datamodule import ImageDataModule
 
     if not (SHARED / "train.tar").is_file():
         print(f"skipped: {SHARED / 'train.tar'} not found")
@@ -294,9 +294,9 @@ def part_profile(args) -> None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from realfake.data.config import DataConfig
-    from realfake.data.datamodule import ImageDataModule
     from realfake.models import build_model
     from realfake.train.config import OptimConfig
+    from realfake.train.datamodule import ImageDataModule
     from realfake.train.optim import build_optimizer
 
     source = SHARED / "train.tar" if (SHARED / "train.tar").is_file() else None

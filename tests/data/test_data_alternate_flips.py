@@ -10,8 +10,8 @@ import torch
 
 from realfake.data.batches import EpochShuffleSampler, TensorImageDataset
 from realfake.data.config import AugmentConfig, DataConfig
-from realfake.data.datamodule import ImageDataModule
 from realfake.errors import ConfigError
+from realfake.train.datamodule import ImageDataModule
 
 
 def mirrored_set(dm: ImageDataModule, epoch: int) -> set[int]:

@@ -13,9 +13,9 @@ from data_samples import image_bytes, tree_files, write_folder, write_manifest, 
 from PIL import Image
 
 from realfake.data.config import DataConfig
-from realfake.data.datamodule import ImageDataModule
 from realfake.data.loader import SkippedImagesWarning, load_images
 from realfake.errors import DataError
+from realfake.train.datamodule import ImageDataModule
 
 
 def _encoded(im: Image.Image, fmt: str = "PNG") -> bytes:

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from realfake.data.augment import normalize
 from realfake.data.batches import TensorImageDataset, collate_batch
 from realfake.data.config import AugmentConfig, DataConfig
-from realfake.data.datamodule import ImageDataModule
 from realfake.data.embedded import embedded_data_path
 from realfake.errors import DataError
+from realfake.train.datamodule import ImageDataModule
 
 
 @pytest.fixture

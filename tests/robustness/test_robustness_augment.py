@@ -21,7 +21,6 @@ from realfake.data.augment import (
     random_zoom,
 )
 from realfake.data.config import AugmentConfig, DataConfig
-from realfake.data.datamodule import ImageDataModule, batch_seed
 from realfake.data.loader import load_images
 from realfake.data.perturbations import (
     Perturbation,
@@ -35,6 +34,7 @@ from realfake.data.perturbations import (
     resize,
 )
 from realfake.errors import ConfigError
+from realfake.train.datamodule import ImageDataModule, batch_seed
 
 # name: (the augmentation at p, the shared perturbation, its level draw after the picks)
 AUGMENTS = {

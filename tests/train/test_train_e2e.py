@@ -133,7 +133,7 @@ def test_a_second_train_call_in_one_process_is_a_complete_independent_run(
     import warnings
 
     from realfake.data.config import DataConfig
-    from realfake.data.datamodule import ImageDataModule
+    from realfake.train.datamodule import ImageDataModule
 
     first, _ = tiny_training
     banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from realfake.data.config import DataConfig
-from realfake.data.datamodule import ImageDataModule
 from realfake.export import export_onnx
 from realfake.inference import OnnxPredictor, Predictor
 from realfake.models import build_model
 from realfake.models.layers import PatchWhitening
 from realfake.runs import load_checkpoint
 from realfake.train import compose, train
+from realfake.train.datamodule import ImageDataModule
 from realfake.train.run import fit_data_dependent
 
 

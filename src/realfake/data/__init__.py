@@ -10,9 +10,10 @@
   augment        batch augmentation and normalisation on uint8 tensors
   perturbations  the image degradations shared by robust training and the robustness grid
   batches        samplers and loaders over in-memory splits (sharded under DDP)
-  datamodule     the LightningDataModule wrapping all of it for training
   cifar10, info, embedded, perturbed_copy: CIFAR-10 export, source summaries, the embedded
   CIFAKE mini set, perturbed copies of a data set
 
-Importing the package imports nothing else; import names from the modules above.
+Importing the package imports nothing else; import names from the modules above. Nothing here
+imports Lightning: the LightningDataModule that wraps all of it for training is
+realfake.train.datamodule.
 """

@@ -16,9 +16,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from realfake.atomic import replacing
-from realfake.data.datamodule import batch_seed
 from realfake.runs import ModelSpec, RunDir, read_json, write_json
 from realfake.runs.rundir import write_run_spec
+from realfake.train.datamodule import batch_seed
 from realfake.train.provenance import now
 from realfake.train.tracking import MlflowTracker
 

@@ -34,13 +34,13 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from realfake.data.datamodule import ImageDataModule
 from realfake.errors import CheckpointError, ConfigError, TrainingInterrupted
 from realfake.models.layers import PatchWhitening, fit_whitening
 from realfake.runs import ModelSpec, RunDir, load_checkpoint, read_json, resolve_run
 from realfake.runs.lock import RunLock
 from realfake.train import config as C
 from realfake.train.callbacks import EpochRecorder, PlainProgress, RunRecorder, StepSeed
+from realfake.train.datamodule import ImageDataModule
 from realfake.train.module import Classifier
 from realfake.train.provenance import device_description, git_state, now, package_versions
 from realfake.train.tracking import MlflowTracker

@@ -1,4 +1,7 @@
-"""The LightningDataModule: cached uint8 splits in, normalised (and augmented) batches out."""
+"""The LightningDataModule: cached uint8 splits in, normalised (and augmented) batches out.
+
+It lives in train/, the one layer that imports Lightning; realfake.data stays free of it.
+"""
 
 from __future__ import annotations
 
