@@ -14,13 +14,14 @@ EXPECTED_MODELS = {
     *("resnext50_32x4d", "resnext101_32x8d"),
     *("resnext29_2x64d", "resnext29_4x64d", "resnext29_8x64d", "resnext29_32x4d"),
     *("vgg11", "vgg13", "vgg16", "vgg19"),
+    "npr_resnet",
 }
 # Every registered model runs forward (32 px, two classes) and backward in the fast tier, except
 # that the three largest nets (≥ 34M parameters) keep only the forward case there. The other image
 # size (96 px picks the ImageNet stem), ten classes (only the head's width changes) and the
 # channels-last layout are checked fast on one model per family; the full grid runs in `slow`.
 HEAVY = {"resnet101", "resnext101_32x8d", "resnext29_8x64d"}
-PER_FAMILY = {"fastnet", "resnet18", "resnext29_2x64d", "vgg11"}
+PER_FAMILY = {"fastnet", "npr_resnet", "resnet18", "resnext29_2x64d", "vgg11"}
 
 
 def _slow_if(heavy: bool) -> list:

@@ -1,4 +1,4 @@
-"""The model zoo: ResNet, ResNeXt, VGG and the compact fastnet as plain `nn.Module`s, by name."""
+"""The model zoo: ResNet, ResNeXt, VGG, fastnet and NPR's network as plain `nn.Module`s, by name."""
 
 from torch import nn
 
@@ -12,6 +12,7 @@ from realfake.models.registry import (
     own_options,
     register_model,
 )
+from realfake.models.residuals import INPUT_TRANSFORMS
 from realfake.models.summary import ModelSummary, count_macs, count_params, summarize
 
 
@@ -25,6 +26,7 @@ def gradcam_target_layer(model: nn.Module) -> nn.Module:
 
 __all__ = [
     "COMMON_OPTIONS",
+    "INPUT_TRANSFORMS",
     "ModelError",
     "ModelSummary",
     "build_model",

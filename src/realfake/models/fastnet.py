@@ -13,6 +13,7 @@ from torch import nn
 
 from realfake.models.layers import PatchWhitening, check_common, dropout_layer, resolve_stem
 from realfake.models.registry import register_model
+from realfake.models.residuals import make_input_transform
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -52,6 +53,7 @@ class FastNet(nn.Module):
         width: int = 32,
         pool: str = "max",
         whiten: bool = False,
+        input_transform: str | None = None,
     ) -> None:
         super().__init__()
         check_common(num_classes, in_channels, dropout, block_dropout)
@@ -67,6 +69,15 @@ class FastNet(nn.Module):
                 "whiten=True replaces the CIFAR stem's first convolution; it does not combine "
                 "with stem='imagenet' (images of 64 px or more)"
             )
+        self.input_transform = make_input_transform(input_transform, in_channels)
+        if whiten and self.input_transform is not None:
+            # Training fits the whitening to the normalised images, not to their residuals.
+            raise ValueError(
+                f"whiten=True does not combine with input_transform={input_transform!r}: the "
+                "whitening would be fitted to images the network never sees"
+            )
+        if self.input_transform is not None:
+            in_channels = self.input_transform.out_channels
         if whiten:
             # airbench's first layer: a frozen 2×2 patch-whitening convolution (fitted to the
             # training images when training starts), 31×31 out; it stands in for the prep
@@ -109,6 +120,8 @@ class FastNet(nn.Module):
         return self.layer3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         x = self.layer3(self.layer2(self.layer1(self.prep(x))))
         # Page's ResNet-9 scales the logits by 1/8: with max-pooled features the raw logits are
         # large at initialisation and the first steps at a high learning rate blow up without it.

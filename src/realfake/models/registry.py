@@ -19,6 +19,8 @@ _BUILDERS: dict[str, ModelBuilder] = {}
 
 # Options every model takes, set by the data (input channels, size) and by the model config's own
 # keys; the rest of a model's options are its own (e.g. fastnet's width), given as model.options.
+# Every model also takes `input_transform` (realfake.models.residuals), given as model.options
+# like the others since its default differs: None for most, "npr" for npr_resnet.
 COMMON_OPTIONS = frozenset(
     {"in_channels", "image_size", "stem", "dropout", "block_dropout", "zero_init_residual"}
 )

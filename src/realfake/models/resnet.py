@@ -16,6 +16,7 @@ from torch import nn
 
 from realfake.models.layers import Stem, check_common, dropout_layer, resolve_stem
 from realfake.models.registry import register_model
+from realfake.models.residuals import make_input_transform
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -122,23 +123,24 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 @dataclass(frozen=True)
 class ResNetSpec:
-    """The architecture: block type, blocks per stage, stage widths and grouped-conv shape."""
+    """The architecture: block type, blocks per stage, widths, grouped-conv shape, stem kernel."""
 
     block: Block
     layers: tuple[int, ...]
     planes: tuple[int, ...] = (64, 128, 256, 512)
     groups: int = 1
     width_per_group: int = 64
+    stem_kernel: int = 7
 
 
-def stem_layers(stem: Stem, in_channels: int, width: int = 64) -> nn.Sequential:
-    """The layers before the first stage: 3×3 stride 1 for small images, 7×7/2 + max-pool else."""
+def stem_layers(stem: Stem, in_channels: int, width: int = 64, kernel: int = 7) -> nn.Sequential:
+    """The layers before the first stage: 3×3 stride 1 for small images, k×k/2 + max-pool else."""
     if stem == "cifar":
         return nn.Sequential(
             conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False),
+        nn.Conv2d(in_channels, width, kernel, stride=2, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
@@ -159,13 +161,19 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
         block_dropout: float = 0.0,
         zero_init_residual: bool = False,
+        input_transform: str | None = None,
     ) -> None:
         super().__init__()
         check_common(num_classes, in_channels, dropout, block_dropout)
         if len(spec.layers) != len(spec.planes):
             raise ValueError(f"{len(spec.layers)} stage depths for {len(spec.planes)} widths")
+        self.input_transform = make_input_transform(input_transform, in_channels)
+        if self.input_transform is not None:
+            in_channels = self.input_transform.out_channels
         stem_width = 64
-        self.stem = stem_layers(resolve_stem(stem, image_size), in_channels, stem_width)
+        self.stem = stem_layers(
+            resolve_stem(stem, image_size), in_channels, stem_width, spec.stem_kernel
+        )
         stages = []
         in_planes = stem_width
         for index, (blocks, planes) in enumerate(zip(spec.layers, spec.planes, strict=True)):
@@ -224,6 +232,8 @@ class ResNet(nn.Module):
         return self.stages[-1][-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         x = self.stages(self.stem(x))
         x = torch.flatten(self.pool(x), 1)
         return self.fc(self.dropout(x))
@@ -256,5 +266,13 @@ CIFAR_RESNEXTS = {
     "resnext29_32x4d": resnext29(32, 4),
 }
 
+# NPR's network (Tan et al. CVPR 2024, networks/resnet.py of their code): ResNet-50's first two
+# stages (3 + 4 bottlenecks, 256 and 512 channels out), pooled into a linear head, behind a
+# 3×3/2 stem convolution (not ResNet's 7×7) and max-pool; 1.44M parameters, trained from
+# scratch on the neighbouring-pixel residual. The trace it reads is local (2×2 blocks), so two
+# stages suffice; global pooling lets it take images of any size (crops at native resolution).
+NPR_RESNET = ResNetSpec(Bottleneck, (3, 4), (64, 128), stem_kernel=3)
+
 for _name, _spec in {**IMAGENET_RESNETS, **CIFAR_RESNEXTS}.items():
     register_model(_name, partial(ResNet, _spec))
+register_model("npr_resnet", partial(ResNet, NPR_RESNET, input_transform="npr"))

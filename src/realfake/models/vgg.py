@@ -11,6 +11,7 @@ from torch import nn
 
 from realfake.models.layers import Stem, check_common, dropout_layer, resolve_stem
 from realfake.models.registry import register_model
+from realfake.models.residuals import make_input_transform
 
 Width = int | Literal["M"]
 
@@ -71,11 +72,15 @@ class VGG(nn.Module):
         block_dropout: float = 0.0,
         zero_init_residual: bool = False,
         batch_norm: bool = True,
+        input_transform: str | None = None,
     ) -> None:
         super().__init__()
         check_common(num_classes, in_channels, dropout, block_dropout)
         if zero_init_residual:
             raise ValueError("zero_init_residual=True needs residual branches, which VGG has not")
+        self.input_transform = make_input_transform(input_transform, in_channels)
+        if self.input_transform is not None:
+            in_channels = self.input_transform.out_channels
         self.features = vgg_features(widths, in_channels, batch_norm, block_dropout)
         channels = next(w for w in reversed(widths) if w != "M")
         # VGG has no stem to swap; the same choice picks the head instead.
@@ -119,6 +124,8 @@ class VGG(nn.Module):
         return next(m for m in reversed(self.features) if isinstance(m, nn.ReLU))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         x = torch.flatten(self.avgpool(self.features(x)), 1)
         return self.classifier(x)
 
