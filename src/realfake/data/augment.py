@@ -6,7 +6,8 @@ zooming (a central crop enlarged back), brightness and contrast cover the rest o
 grid, as the photometric jitter of AugMix-style training (Hendrycks et al., ICLR 2020).
 They apply the robustness grid's perturbations (``realfake.data.perturbations``, whose ``KINDS``
 give the units of every level) to uint8 batches, at a level drawn per image; JPEG alone needs a
-codec, so the picked images make one round trip through the CPU.
+codec, so the picked images make one round trip through the CPU. SAFE's augmentations against
+shortcuts (Li et al., KDD 2025: right-angle rotation, colour jitter, patch masking) follow them.
 
 Random draws come from the ``generator`` argument when given (on ``x.device``), else from torch's
 global generator of ``x.device``; every tensor is created on ``x.device``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from realfake.data.perturbations import blur, brightness, contrast, crop, jpeg, noise, resize
 
@@ -241,3 +243,103 @@ def random_contrast(
     """Blend each image with its mean grey with probability ``p``, contrast factor
     f ~ U[1 - max_change, 1 + max_change]."""
     return _degrade_by_factor(x, p, 1.0 - max_change, 1.0 + max_change, contrast, generator)
+
+
+# Augmentations against shortcuts, after SAFE (Li et al., KDD 2025, and its code
+# data/datasets.py): a detector that reads pixel-level traces should not also learn the images'
+# orientation, colours or any single region. SAFE trains with flips, rotation by up to 180°,
+# colour jitter (0.5, 0.5, 0.5) and masking of 0-75 % of 16 px patches with p = 0.5. Like the
+# degradations above they take a whole batch, draw for every image whatever the picks, and
+# leave the input alone.
+
+
+def random_rotate90(
+    x: torch.Tensor, p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Rotate each image by 90°, 180° or 270° (uniformly) with probability ``p``; square images.
+
+    SAFE rotates by any angle up to 180°, which resamples every pixel: an image whose pixels a
+    generator's 2× up-sampling repeated (the trace NPR and the HH band read) loses that trace
+    under a 30° rotation and keeps it exactly under right angles (measured in the tests and in
+    docs/generalisation.md). So only right angles here: an exact permutation of the pixels, in
+    one gather of any dtype. ``p`` = 0.75 gives the four right angles equal odds.
+    """
+    n, c, h, w = x.shape
+    if h != w:
+        raise ValueError(f"rotating by right angles needs square images, got {h}×{w}")
+    pick = _pick(x, p, generator)
+    turns = torch.randint(1, 4, (n,), device=x.device, generator=generator)
+    turns = torch.where(pick, turns, 0)
+    i = torch.arange(h, device=x.device).view(h, 1).expand(h, w)
+    j = torch.arange(w, device=x.device).view(1, w).expand(h, w)
+    last = h - 1
+    # Source pixel of output pixel (i, j) after k anticlockwise quarter turns (torch.rot90).
+    sources = torch.stack(
+        [i * w + j, j * w + (last - i), (last - i) * w + (last - j), (last - j) * w + i]
+    ).view(4, h * w)
+    index = sources[turns].view(n, 1, h * w).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
+
+
+def _saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend each uint8 image with its own grey by its factor, as torchvision's
+    adjust_saturation (factor 1 leaves it as it is, 0 makes it grey)."""
+    levels = factor.view(-1, 1, 1, 1)
+    r, g, b = images.unbind(1)
+    grey = r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().unsqueeze(1)
+    weight = (1.0 - levels.double()).float()  # as perturbations.contrast: torchvision's _blend
+    return images.mul(levels).addcmul_(grey, weight).clamp_(0, 255).to(torch.uint8)
+
+
+def random_colour_jitter(
+    x: torch.Tensor,
+    p: float,
+    brightness_change: float = 0.5,
+    contrast_change: float = 0.5,
+    saturation_change: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """With probability ``p`` per image, brightness, contrast and saturation factors each
+    ~ U[max(0, 1 - change), 1 + change], applied in that order to a uint8 batch.
+
+    torchvision's ColorJitter (SAFE's 0.5, 0.5, 0.5) with a fixed order instead of a random one
+    per image; brightness and contrast are the robustness grid's own functions.
+    """
+    pick = _pick(x, p, generator)
+    factors = [
+        torch.where(pick, _uniform(x, max(0.0, 1.0 - change), 1.0 + change, generator), 1.0)
+        for change in (brightness_change, contrast_change, saturation_change)
+    ]
+    x = brightness(x, factors[0])
+    x = contrast(x, factors[1])
+    return _saturation(x, factors[2])
+
+
+def random_patch_mask(
+    x: torch.Tensor,
+    p: float,
+    fraction: tuple[float, float] = (0.0, 0.75),
+    patch_size: int = 16,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """With probability ``p`` per image, set floor(f·P) of its P patch_size² patches to 0,
+    f ~ U[fraction], the patches at random (SAFE's RandomMask, black as there).
+
+    The patches tile the image from its top-left corner; a strip narrower than a patch on the
+    right or bottom is never masked (as SAFE, which counts h // patch_size rows of patches).
+    Masking forces the detector to find its evidence all over the image, not in one place.
+    """
+    n, _, h, w = x.shape
+    rows, cols = h // patch_size, w // patch_size
+    count = rows * cols
+    pick = _pick(x, p, generator)
+    share = _uniform(x, fraction[0], fraction[1], generator)
+    scores = torch.rand(n, count, device=x.device, generator=generator)
+    masked = (share * count).floor_().long() * pick  # patches to mask per image, 0 if unpicked
+    # The `masked` lowest-scoring patches of each image: a random subset of exactly that size.
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    chosen = (rank < masked.view(n, 1)).view(n, 1, rows, 1, cols, 1)
+    pixels = chosen.expand(n, 1, rows, patch_size, cols, patch_size)
+    pixels = pixels.reshape(n, 1, rows * patch_size, cols * patch_size)
+    mask = F.pad(pixels, (0, w - cols * patch_size, 0, h - rows * patch_size))
+    return x.masked_fill(mask, 0)
