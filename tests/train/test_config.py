@@ -34,11 +34,12 @@ def test_every_shipped_experiment_composes(name):
 
 @pytest.fixture
 def data_folder(tmp_path):
-    """A folder of data sets as REALFAKE_DATA names one: cifake-sample/{train,test}.tar."""
+    """A folder of data sets as REALFAKE_DATA names one: cifake-sample/{train,test}.tar and
+    faces-256/train.tar."""
     root = tmp_path / "datasets"
-    (root / "cifake-sample").mkdir(parents=True)
-    for name in ("train.tar", "test.tar"):
-        (root / "cifake-sample" / name).write_bytes(b"")  # composing a config opens no file
+    for name in ("cifake-sample/train.tar", "cifake-sample/test.tar", "faces-256/train.tar"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")  # composing a config opens no file
     return root
 
 
@@ -111,13 +112,13 @@ def test_model_options_reach_the_model_and_unknown_ones_are_named() -> None:
         return sum(p.numel() for p in spec.build_model().parameters())
 
     assert params(["model.options.width=16"]) < params([]) / 3  # fastnet's width multiplier
-    with pytest.raises(ConfigError, match=r"model\.options\.width.*'resnet18' takes no further"):
+    with pytest.raises(ConfigError, match=r"model\.options\.width.*'resnet18' takes input_tr"):
         C.compose(["model=resnet18", "model.options.width=16"])
     with pytest.raises(ConfigError, match=r"model\.options\.dropout.*model\.dropout"):
         C.compose(["model.options.dropout=0.5"])
     with pytest.raises(ConfigError, match=r"model\.options\.image_size.*set by the data"):
         C.compose(["model.options.image_size=64"])
-    with pytest.raises(ConfigError, match=r"options\.depth.*'fastnet' takes pool, whiten, width"):
+    with pytest.raises(ConfigError, match=r"depth.*'fastnet' takes input_transform, pool, whiten"):
         C.compose(["model.options.depth=3"])
 
 
