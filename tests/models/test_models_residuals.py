@@ -45,12 +45,13 @@ def test_npr_equals_the_reference_interpolations_on_even_sizes() -> None:
     torch.testing.assert_close(NeighbourResidual(3)(x), reference)
 
 
-def test_npr_of_a_2x_nearest_upsampled_image_is_zero() -> None:
-    """The trace NPR reads: pixel repetition by an up-sampling layer leaves no residual."""
+@pytest.mark.parametrize("transform", [NeighbourResidual(3), HaarHH(3)])
+def test_a_2x_nearest_upsampled_image_has_no_residual(transform: torch.nn.Module) -> None:
+    """The trace NPR and the HH band read: pixels repeated by up-sampling leave no residual."""
     small = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     upsampled = F.interpolate(small, scale_factor=2.0, mode="nearest")
-    assert torch.count_nonzero(NeighbourResidual(3)(upsampled)) == 0
-    assert NeighbourResidual(3)(torch.randn(1, 3, 16, 16)).abs().mean() > 0.1
+    assert torch.count_nonzero(transform(upsampled)) == 0
+    assert transform(torch.randn(1, 3, 16, 16)).abs().mean() > 0.1
 
 
 def test_haar_hh_by_hand_on_a_4x4_image() -> None:
