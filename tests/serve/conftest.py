@@ -70,10 +70,16 @@ def wait_ready(client: TestClient, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+@pytest.fixture(scope="session")
+def frozen_run(frozen) -> Path:
+    """The tiny run with a threshold frozen for its weights (it decides unlike the arg-max)."""
+    return frozen[0]
+
+
 @pytest.fixture(scope="module")
-def client(tiny_run, evaluated):
-    """The app of the tiny run (threshold frozen by evaluate), ready, in this process."""
-    app = create_app(str(tiny_run), SETTINGS)
+def client(frozen_run):
+    """The app of the frozen tiny run, ready, in this process."""
+    app = create_app(str(frozen_run), SETTINGS)
     with TestClient(app, raise_server_exceptions=False) as c:
         wait_ready(c)
         yield c

@@ -10,7 +10,7 @@ import pytest
 from conftest import SETTINGS, png_bytes, wait_ready
 from fastapi.testclient import TestClient
 
-from realfake.inference import Predictor
+from realfake.inference import Scorer
 from realfake.serve import ServeSettings, create_app
 
 
@@ -18,44 +18,50 @@ def _files(paths, field="files"):
     return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
 
 
-def test_health_and_ready_answer_once_loaded(client, tiny_run):
+def test_health_and_ready_answer_once_loaded(client, frozen_run):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model_loaded"] is True
     assert health["device"] == "cpu"
-    assert health["checkpoint"].startswith(f"{tiny_run.name}/checkpoints/")
-    assert str(tiny_run.parent) not in health["checkpoint"]  # no server directories leak
+    assert health["checkpoint"].startswith(f"{frozen_run.name}/checkpoints/")
+    assert str(frozen_run.parent) not in health["checkpoint"]  # no server directories leak
     assert client.get("/ready").status_code == 200
 
 
-def test_metadata_describes_model_threshold_and_checkpoint(client, tiny_run):
+def test_metadata_describes_model_rule_and_checkpoint(client, frozen_run):
     from realfake import __version__
 
-    predictor = Predictor.load(tiny_run)
+    scorer = Scorer.open(frozen_run)
     meta = client.get("/metadata").json()
     assert meta["model"] == "fastnet"
     assert meta["classes"] == ["FAKE", "REAL"] and meta["image_size"] == 32
-    assert meta["threshold"] == pytest.approx(predictor.frozen_threshold())
+    assert scorer.rule.origin == "frozen"  # evaluate froze one for these weights
+    assert meta["threshold"] == pytest.approx(scorer.rule.threshold)
+    assert meta["rule"] == {**scorer.rule_record(), "threshold": pytest.approx(meta["threshold"])}
+    assert meta["rule"]["text"] == scorer.describe_rule()
+    assert meta["flip_tta"] == scorer.tta
     assert meta["backend"] == "torch" and meta["explain"] is True
-    assert meta["checkpoint_sha256"] == predictor.sha256
+    assert meta["checkpoint_sha256"] == scorer.sha256
     assert meta["version"] == __version__
     assert meta["limits"]["max_files"] == SETTINGS.max_files
 
 
-def test_predict_matches_the_predictor_for_every_file(client, tiny_run, test_images):
+def test_predict_matches_the_predictor_for_every_file(client, frozen_run, test_images):
     paths = test_images["FAKE"][:2] + test_images["REAL"][:2]
     answer = client.post("/predict", files=_files(paths))
     assert answer.status_code == 200
-    results = answer.json()["results"]
-    predictor = Predictor.load(tiny_run)
-    threshold = predictor.frozen_threshold()
-    expected = predictor.predict(paths, threshold=threshold)
+    body = answer.json()
+    results = body["results"]
+    scorer = Scorer.open(frozen_run)
+    expected = scorer.predict(paths)
+    assert body["rule"]["text"] == scorer.describe_rule()
+    assert body["rule"]["rule"] == "threshold" and body["rule"]["positive_class"] == "FAKE"
     assert [r["file"] for r in results] == [p.name for p in paths]
     for got, want in zip(results, expected, strict=True):
         assert got["label"] == want.label and got["index"] == want.index
-        assert got["threshold"] == pytest.approx(threshold)
-        got_p = [got["probabilities"][c] for c in predictor.classes]
+        assert got["threshold"] == pytest.approx(scorer.rule.threshold)
+        got_p = [got["probabilities"][c] for c in scorer.classes]
         np.testing.assert_allclose(
-            got_p, [want.probabilities[c] for c in predictor.classes], atol=1e-6
+            got_p, [want.probabilities[c] for c in scorer.classes], atol=1e-6
         )
 
 
@@ -114,10 +120,10 @@ def test_metrics_count_requests_errors_batches_and_load_time(client, two_images)
     assert load and float(load[0].split()[1]) > 0
 
 
-def test_two_apps_in_one_process_keep_their_own_metrics(tiny_run, client):
+def test_two_apps_in_one_process_keep_their_own_metrics(frozen_run, client):
     from realfake.serve import create_app
 
-    create_app(str(tiny_run))  # registering its metrics must not clash with the first app's
+    create_app(str(frozen_run))  # registering its metrics must not clash with the first app's
     assert client.get("/metrics").status_code == 200
 
 

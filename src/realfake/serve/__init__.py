@@ -1,10 +1,15 @@
 """The HTTP service: a trained model behind FastAPI, with a page to drop images on.
 
-settings    ServeSettings: address, limits, batching, API key, CORS (every default is safe)
-model       loading the predictor (torch or ONNX backend) and deciding with its threshold
-images      uploaded bytes -> the network's uint8 input, oversize images refused before decoding
+settings    ServeSettings: every default, read from arguments or REALFAKE_SERVE_* variables
+model       the Scorer served (predictor, TTA, decision rule) and what answers may say of it
+images      Decoder: uploads decoded off the event loop, declared pixels checked before decoding
 batching    MicroBatcher: requests that arrive together share one forward pass
-limits      ASGI middleware: body size limit while streaming, a 500 with an id for the unexpected
+service     Service: the scorer loaded in the background, its decoder, batcher and Grad-CAM
+schemas     the JSON answers (the decision rule's record in each)
+deps        FastAPI dependencies: the Service, its settings, the ready Scorer, the API key
+uploads     multipart forms -> prepared images or per-file refusals -> decisions
+routers/    the endpoints, one APIRouter per concern (page, meta, predict, explain)
+limits      ASGI middleware: HEAD as GET, the body limit while streaming, a 500 with an id
 metrics     Prometheus metrics in a registry of the app's own
 app         create_app(): the FastAPI application (nothing starts until a server runs it)
 server      serve(): uvicorn on the settings' address, one or several worker processes

@@ -1,15 +1,35 @@
-"""Uploaded bytes -> the network's input; hostile files refused with a status and a reason."""
+"""Uploaded bytes -> the network's input, off the event loop; hostile files refused with a reason.
+
+Every upload goes through ``Decoder.prepare``: its header is read first (Pillow's ``Image.open``
+reads only the header) and an image declaring more than ``max_pixels`` is refused before a byte
+of pixel data is decoded, whatever its size in bytes; then the data layer's ``decode_image``
+(the one ``realfake predict`` uses, so the same file gets the same pixels and, when it cannot be
+decoded, the same ``describe_failure`` sentence). Both steps run in a small thread pool: a
+38 KB PNG declaring 6300×6300 pixels takes ~0.4 s to decode, and 16 of them on the event loop
+stalled every other request (/health included) for 6 s.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
+import functools
 import io
+import platform
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from realfake.errors import DataError
+from realfake.data.decode import decode_image, describe_failure
+
+# Over this many declared pixels an upload is "large": it decodes in the large lane (at most
+# ``large_decodes`` at once) and the heap is trimmed after it. 4 MP is a 2560×1600 screenshot,
+# ~12 MB of RGB; CIFAKE's 32 px images are 1,024 pixels.
+LARGE_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -21,31 +41,105 @@ class ImageRefused(Exception):
     reason: str
 
 
-def prepare_upload(predictor: Any, data: bytes, max_pixels: int) -> torch.Tensor:
-    """3×S×S uint8 of an uploaded file; its declared size is checked before any pixel is decoded.
-
-    Pillow reads only the header in ``Image.open``; a PNG that declares 20000×20000 pixels is
-    refused here, before the 1.2 GB decode it asks for.
-    """
+def declared_pixels(data: bytes, max_pixels: int) -> int:
+    """Width × height as the file's header declares it; refused when over ``max_pixels``."""
     if not data:
         raise ImageRefused(422, "empty", "empty file (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
     except Image.DecompressionBombError as exc:
-        # Pillow's own guard (twice MAX_IMAGE_PIXELS) fires in open() for the largest bombs.
-        raise ImageRefused(413, "too_many_pixels", str(exc).split(".")[0]) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ImageRefused(415, "not_an_image", "not a recognised image format") from None
+        # Pillow's own guard fires inside open() for images over twice its MAX_IMAGE_PIXELS;
+        # the answer cites this service's limit, which is the one the client can act on.
+        raise ImageRefused(413, "too_many_pixels", _bomb_reason(exc, max_pixels)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # every decoder failure is this file's, never the request's
+        raise ImageRefused(415, "not_an_image", describe_failure(exc)) from None
     if width * height > max_pixels:
         raise ImageRefused(
             413,
             "too_many_pixels",
-            f"declares {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+            f"declares {width}×{height} = {width * height:,} pixels; the limit is "
+            f"{max_pixels:,} pixels",
         )
+    return width * height
+
+
+def decode_upload(data: bytes, size: int, resize: str) -> torch.Tensor:
+    """3×size×size uint8 of an upload, by the data layer's decoder; 415 with its reason."""
     try:
-        return predictor.prepare(data)
-    except DataError as exc:
-        # The message names "image bytes (N bytes)"; the caller names the file instead.
-        reason = str(exc).split(": ", 1)[-1]
-        raise ImageRefused(415, "not_an_image", reason) from None
+        array, _ = decode_image(data, size, resize)
+    except MemoryError:
+        raise
+    # Decoders raise many types (OSError, SyntaxError, ValueError, NotImplementedError for a
+    # DDS header, struct.error, ...): each is a refusal of this file, as `realfake predict`
+    # turns each into an error row.
+    except Exception as exc:
+        raise ImageRefused(415, "not_an_image", describe_failure(exc)) from None
+    return torch.from_numpy(array.copy())
+
+
+def _bomb_reason(exc: Exception, max_pixels: int) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    declared = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow opens"
+    return f"declares {declared}; the limit is {max_pixels:,} pixels"
+
+
+@functools.cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """glibc's malloc_trim, or None elsewhere (musl, macOS, Windows)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name).malloc_trim
+
+
+def give_back_memory() -> None:
+    """Return the heap's free pages to the system (glibc); a no-op elsewhere.
+
+    glibc keeps freed memory in its arenas: after 8 clients × 4 uploads of 36 MP PNGs the
+    server's RSS stayed ~1 GB above its plateau without this (BENCHMARKS.md, "Serving: large
+    uploads").
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+class Decoder:
+    """Decodes uploads in ``threads`` threads, at most ``large`` of them over LARGE_PIXELS."""
+
+    def __init__(self, max_pixels: int, threads: int, large: int) -> None:
+        self.max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="realfake-decode")
+        # Waiting happens here, on the event loop, not in the pool's queue: a request that is
+        # abandoned while it waits leaves no work behind, and the pool never holds a backlog.
+        self._slots = asyncio.Semaphore(threads)
+        self._large = asyncio.Semaphore(large)
+
+    async def prepare(self, data: bytes, size: int, resize: str) -> torch.Tensor:
+        """The network's input of one upload; ImageRefused says why not."""
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            small = await loop.run_in_executor(self._pool, self._small, data, size, resize)
+        if small is not None:
+            return small
+        async with self._large, self._slots:
+            return await loop.run_in_executor(self._pool, self._large_decode, data, size, resize)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _small(self, data: bytes, size: int, resize: str) -> torch.Tensor | None:
+        """Decoded when the header declares a small image (one hop), else None (large lane)."""
+        if declared_pixels(data, self.max_pixels) > LARGE_PIXELS:
+            return None
+        return decode_upload(data, size, resize)
+
+    @staticmethod
+    def _large_decode(data: bytes, size: int, resize: str) -> torch.Tensor:
+        try:
+            return decode_upload(data, size, resize)
+        finally:
+            give_back_memory()

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware at the edge: the body size limit, and a 500 that names an id, not a trace.
+"""Pure ASGI middleware at the edge: HEAD as GET, the body size limit, and a 500 with an id.
 
 The size limit is enforced while the body streams in: a declared Content-Length over the limit
 is refused before the app reads a byte, and a chunked body is counted chunk by chunk and cut off
@@ -39,6 +39,28 @@ class WatchedSend:
         if message["type"] == "http.response.start":
             self.status = message["status"]
         await self._send(message)
+
+
+class HeadAsGet:
+    """HEAD is answered as GET without the body (RFC 9110 §9.3.2): FastAPI's routes know GET only.
+
+    The headers, Content-Length included, are GET's; a method GET does not allow stays 405.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
 
 
 class BodyTooLarge(Exception):

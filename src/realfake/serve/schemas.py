@@ -2,7 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
+
+from realfake.inference import Scorer
+from realfake.serve.model import public_text
+
+
+class DecisionRuleRecord(BaseModel):
+    """Which rule turned the probabilities into the label, and for which weights."""
+
+    rule: Literal["argmax", "threshold"]
+    threshold: float | None = Field(description="on P(positive_class); null: arg-max")
+    positive_class: str | None
+    origin: str = Field(description="argmax | frozen (chosen once for these weights) | given")
+    reason: str = Field(description="why this rule, for people")
+    text: str = Field(description="the rule in one line, e.g. 'P(FAKE) >= 0.4213 (frozen: ...)'")
+    tta: bool = Field(description="whether the probabilities average the mirror image's")
+    checkpoint_sha256: str
+
+    @classmethod
+    def of(cls, scorer: Scorer) -> DecisionRuleRecord:
+        """The scorer's rule record, its text fields without the server's directories."""
+        record: dict[str, Any] = scorer.rule_record()
+        for key in ("reason", "text"):
+            record[key] = public_text(record[key])
+        return cls(**record)
 
 
 class ImageResult(BaseModel):
@@ -23,10 +49,14 @@ class PredictResponse(BaseModel):
     results: list[ImageResult]
     model: str
     positive_class: str | None
+    rule: DecisionRuleRecord = Field(description="the rule that decided every label here")
 
 
 class LegacyPrediction(BaseModel):
-    """The MLOps write-up's answer: its clients read exactly these two keys."""
+    """The MLOps write-up's answer: its clients read exactly these two keys.
+
+    The rule that decided it travels in the X-Decision-Rule and X-Threshold headers.
+    """
 
     prediction: str
     probs: dict[str, float]
@@ -58,9 +88,10 @@ class Metadata(BaseModel):
     classes: list[str]
     image_size: int
     resize: str
-    flip_tta: bool
+    flip_tta: bool = Field(description="the flip TTA the service scores with")
     positive_class: str | None
     threshold: float | None = Field(description="the decision threshold; null: arg-max")
+    rule: DecisionRuleRecord
     backend: str
     device: str
     checkpoint: str

@@ -43,26 +43,43 @@ async function loadMetadata() {
   }
   const m = await response.json();
   state.meta = m;
-  const rule = m.threshold === null ? "arg-max" : `P(${m.positive_class}) ≥ ${m.threshold.toFixed(3)}`;
-  line.textContent = `${m.model} · ${m.classes.join(" / ")} · ${m.image_size}px · decision ${rule}` +
-    ` · ${m.backend} · realfake ${m.version}`;
+  line.textContent = `${m.model} · ${m.classes.join(" / ")} · ${m.image_size}px` +
+    ` · decision: ${m.rule.text} · ${m.backend} · realfake ${m.version}`;
 }
 
-function showProbabilities(card, result) {
+// Where the rule puts each class's bar over the line: P(positive) >= t for the positive class,
+// P(other) > 1 - t for the other one (binary); none for the arg-max.
+function decisionMarks(rule, classes) {
+  if (rule.rule !== "threshold") return {};
+  const marks = {};
+  for (const name of classes) {
+    marks[name] = name === rule.positive_class ? rule.threshold : 1 - rule.threshold;
+  }
+  return marks;
+}
+
+function showProbabilities(card, result, rule) {
   const bars = el("div", "bars");
+  const marks = decisionMarks(rule, Object.keys(result.probabilities));
   for (const [name, p] of Object.entries(result.probabilities)) {
     const row = el("div", "bar-row");
+    if (name === result.label) row.classList.add("chosen");
     row.append(el("span", null, name));
     const bar = el("div", "bar");
     const fill = el("span");
     fill.style.width = `${(100 * p).toFixed(1)}%`;
     bar.append(fill);
+    if (name in marks) {
+      const mark = el("i", "mark");
+      mark.style.left = `${(100 * marks[name]).toFixed(1)}%`;
+      mark.title = `decision line: ${(100 * marks[name]).toFixed(1)}%`;
+      bar.append(mark);
+    }
     row.append(bar, el("span", null, `${(100 * p).toFixed(1)}%`));
     bars.append(row);
   }
   card.append(bars);
-  const rule = result.threshold === null ? "arg-max" : `threshold ${result.threshold.toFixed(3)}`;
-  card.append(el("p", "note", `decided by ${rule}`));
+  card.append(el("p", "note", `decided by ${rule.text}`));
 }
 
 async function explain(card, file) {
@@ -105,12 +122,14 @@ async function handle(file) {
     form.append("files", file, file.name);
     const response = await fetch("/predict", { method: "POST", body: form, headers: headers() });
     if (!response.ok) throw new Error(await errorText(response));
-    const result = (await response.json()).results[0];
+    const body = await response.json();
+    const result = body.results[0];
     if (result.error) throw new Error(result.error);
     label.textContent = result.label;
     label.classList.add(result.label);
     card.dataset.label = result.label;
-    showProbabilities(card, result);
+    card.dataset.rule = body.rule.rule;
+    showProbabilities(card, result, body.rule);
     await explain(card, file);
     card.dataset.state = "done";
   } catch (error) {

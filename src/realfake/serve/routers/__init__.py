@@ -1,0 +1,7 @@
+"""The service's endpoints, one APIRouter per concern (create_app includes them all).
+
+page      GET / (the page; its assets are mounted at /static by create_app)
+meta      GET /health, /ready (open probes), /metadata, /metrics
+predict   POST /predict (one or many images), /predict/ (the MLOps write-up's contract)
+explain   POST /explain (a Grad-CAM PNG)
+"""
