@@ -67,13 +67,18 @@ def score_run(
     """Robustness rows (clean first) of ``run`` on a fixed subset of ``images`` of its ``split``
     (all of it when 0), and the seconds they took."""
     from realfake.attacks.whitebox import attack_images
-    from realfake.evaluate.sources import eval_images, validation_decision
-    from realfake.inference import Predictor
+    from realfake.evaluate.evaluation import freeze_on_validation
+    from realfake.inference import Scorer
+    from realfake.inference.splits import eval_images
     from realfake.robustness.grid import evaluate_grid, parse_entries
+    from realfake.runs.spec import MIN_PER_CLASS
 
-    predictor = Predictor.load(run)
-    scored, splits, why = eval_images(predictor, None, split)
-    decision = validation_decision(predictor, splits, why)
+    # Decided as recorded: a threshold frozen on the run's clean validation split (thousands of
+    # images per class here, so the support rule admits it; `evaluate --freeze-threshold`).
+    scorer, _ = freeze_on_validation(
+        Scorer.open(run, threshold="argmax"), "accuracy", MIN_PER_CLASS
+    )
+    scored = eval_images(scorer.predictor, None, split)
     pixels, labels = scored.split.images, scored.split.labels.numpy()
     if images and images < len(labels):
         # A fixed subset, the same for every run: seed 0, sorted to keep the split's order.
@@ -82,15 +87,15 @@ def score_run(
         pixels, labels = pixels[pick], labels[pick.numpy()]
     started = time.perf_counter()
     rows = evaluate_grid(
-        lambda batch: predictor.probabilities(batch, batch_size=256),
+        scorer.probabilities,
         pixels,
         labels,
-        predictor.classes,
+        scorer.classes,
         parse_entries(attacks),
-        decision.threshold,
+        scorer.rule.threshold,
         seed,
-        predictor.positive,
-        attacker=lambda attack, batch, y, s: attack_images(predictor, batch, y, attack, seed=s),
+        scorer.positive,
+        attacker=lambda attack, batch, y, s: attack_images(scorer, batch, y, attack, seed=s),
     )
     return rows, time.perf_counter() - started
 

@@ -48,8 +48,8 @@ class EpochSnapshots(L.Callback):
 
 def run_seed(seed: int, experiment: str, overrides: list[str], runs_dir: Path) -> dict:
     """Train one seed and score its snapshots; a seed already done in ``runs_dir`` is reused."""
-    from realfake.evaluate.sources import eval_images
     from realfake.inference import Predictor
+    from realfake.inference.splits import eval_images
     from realfake.train import compose, train
 
     name = f"{experiment.replace('_', '-')}-s{seed}"
@@ -73,7 +73,7 @@ def run_seed(seed: int, experiment: str, overrides: list[str], runs_dir: Path) -
     snaps = EpochSnapshots()
     result = train(cfg, callbacks=[snaps])
     predictor = Predictor.load(result.run_dir)
-    images, _, _ = eval_images(predictor, None, None)
+    images = eval_images(predictor, None, None)
     labels = images.split.labels.numpy()
     curve = []
     for seconds, state in snaps.snapshots:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -10,11 +11,11 @@ import lightning as L
 import pytest
 
 # The smallest run that still has a val split (threshold), a test split and two epochs (a
-# learning curve): 2 epochs of 2 batches of 32 images. channels_last is fixed, so no timing.
+# learning curve): 2 epochs of 2 batches of 32 images. channels_last is left to its auto rule,
+# as a user's run leaves it (a rule, not a timing: the run reproduces bit for bit).
 TINY = [
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=2",
-    "trainer.channels_last=false",
     "data.batch_size=32",
     "logging.mlflow=false",
     "logging.progress=none",
@@ -95,19 +96,51 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def evaluated(tiny_run):
-    """``evaluate`` of the tiny run on its own test split, figures and report included."""
+    """``evaluate`` of the tiny run on its own test split (arg-max: nothing frozen), figures and
+    report included."""
     from realfake.evaluate.evaluation import evaluate
 
     return evaluate(tiny_run, n_resamples=200)
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_run, evaluated, tmp_path_factory):
-    """The tiny run exported to ONNX with its own flip TTA and frozen threshold (one export)."""
+def frozen(tiny_run, evaluated, tmp_path_factory):
+    """A copy of the tiny run with a threshold frozen for its weights, and that evaluation.
+
+    Frozen the deliberate way (``evaluate(freeze=...)``), with the support rule lowered to the
+    tiny run's 50 validation images of each class, then moved to the median P(FAKE) of the
+    test images so that it decides many images unlike the arg-max (tests compare surfaces
+    image by image).
+    """
+    import numpy as np
+
+    from realfake.evaluate.evaluation import evaluate
+    from realfake.inference.splits import eval_images
+    from realfake.runs import FrozenThreshold, ModelSpec, RunDir
+    from realfake.runs.rundir import write_run_spec
+
+    run = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("frozen") / "tiny"))
+    first = evaluate(run, freeze="youden", min_per_class=1, n_resamples=0, figures=False)
+    assert first.freeze is not None and first.freeze.frozen is not None
+    images = eval_images(first.scorer.predictor, None, "test")
+    probs = first.scorer.probabilities(images.split.images)
+    median = float(np.median(probs[:, first.scorer.positive]))
+    chosen = first.freeze.frozen
+    moved = FrozenThreshold(
+        median, chosen.tta, chosen.criterion, chosen.source, chosen.checkpoint_sha256
+    )
+    spec = ModelSpec.from_dict(json.loads((run / "model.json").read_text()))
+    write_run_spec(RunDir(run), spec.with_threshold(moved))
+    return run, evaluate(run, n_resamples=0, figures=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(frozen, tmp_path_factory):
+    """The frozen tiny run exported to ONNX with its flip TTA and frozen threshold (one export)."""
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     from realfake.export import export_onnx
 
-    return export_onnx(tiny_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return export_onnx(frozen[0], tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
 @pytest.fixture(scope="session")

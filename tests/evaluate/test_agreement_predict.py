@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from realfake.errors import CheckpointError, ConfigError
-from realfake.inference import Predictor
+from realfake.inference import Scorer
 from realfake.inference.table import prediction_table
 
 COLUMNS = ["filename", "label", "label_index", "prob_FAKE", "prob_REAL", "error"]
@@ -53,45 +53,49 @@ def test_prediction_csv_has_one_row_per_file_and_error_rows(
 def test_evaluate_robustness_and_predict_agree_exactly(
     evaluated, robustness, tiny_run, test_folder, tmp_path
 ):
-    """One run, one set of images: evaluate, the robustness grid's clean row and predict's CSV
-    with the frozen threshold give the same accuracy, at the same threshold."""
+    """One run, one set of images: evaluate, the robustness grid's clean row, predict's CSV and
+    training's own test step give the same accuracy, by the same rule (the arg-max here)."""
     from realfake.cli import main
 
     report = robustness
-    assert report.threshold == evaluated.record["threshold"]
+    assert report.threshold is None and evaluated.record["threshold"] is None
+    assert report.decision == evaluated.record["decision"]["text"]
     assert report.clean.accuracy == evaluated.metrics["accuracy"]
     assert report.clean.roc_auc == evaluated.metrics["roc_auc"]
-    out = tmp_path / "frozen.csv"
-    args = ["predict", str(tiny_run), str(test_folder), "--threshold", "frozen", "--out", str(out)]
-    assert main(args) == 0
-    frozen = pd.read_csv(out, keep_default_na=False)
-    assert _accuracy_from_folder_names(frozen) == evaluated.metrics["accuracy"]
-    # Arg-max labels score evaluate's arg-max accuracy, which is what training tested.
-    argmax = prediction_table(Predictor.load(tiny_run), test_folder).table
-    assert _accuracy_from_folder_names(argmax) == evaluated.metrics["accuracy_argmax"]
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", str(tiny_run), str(test_folder), "--out", str(out)]) == 0
+    predicted = pd.read_csv(out, keep_default_na=False)
+    assert _accuracy_from_folder_names(predicted) == evaluated.metrics["accuracy"]
+    meta = json.loads((tmp_path / "predicted.meta.json").read_text())
+    assert meta["decision"]["text"] == evaluated.record["decision"]["text"]
     trained = json.loads((tiny_run / "results.json").read_text())["metrics"]
     # (torchmetrics reports float32: equal within its precision, far below one image in 200)
-    assert evaluated.metrics["accuracy_argmax"] == pytest.approx(trained["test_acc"], abs=1e-6)
+    assert evaluated.metrics["accuracy"] == pytest.approx(trained["test_acc"], abs=1e-6)
     # The perturbed images score differently: the perturbations reached the images.
     assert report.rows[1].roc_auc != report.clean.roc_auc
 
 
-def test_the_frozen_threshold_lives_in_the_run_and_belongs_to_its_weights(
-    evaluated, tiny_run, tmp_path
-):
-    spec = json.loads((tiny_run / "model.json").read_text())
-    assert spec["threshold"]["value"] == evaluated.record["threshold"]
+def test_a_frozen_threshold_belongs_to_its_weights_and_its_tta(frozen, tmp_path):
+    run, result = frozen
+    spec = json.loads((run / "model.json").read_text())
+    assert spec["threshold"]["value"] == result.record["threshold"]
     assert spec["threshold"]["tta"] is True and spec["positive_class"] == "FAKE"
-    predictor = Predictor.load(tiny_run)
-    assert predictor.frozen_threshold() == evaluated.record["threshold"]
-    with pytest.raises(ConfigError, match="flip TTA on"):
-        predictor.frozen_threshold(tta=False)
-    # A threshold chosen for other weights is never borrowed.
-    other = Path(shutil.copytree(tiny_run, tmp_path / "other"))
+    scorer = Scorer.open(run)
+    assert scorer.rule.threshold == result.record["threshold"]
+    assert scorer.rule.origin == "frozen"
+    # The other TTA than it was chosen with: one sentence, never a silent arg-max.
+    with pytest.raises(ConfigError, match="chosen with flip TTA on"):
+        Scorer.open(run, tta=False)
+    assert Scorer.open(run, tta=False, threshold="argmax").rule.threshold is None
+    # A threshold chosen for other weights is never borrowed, and the rule says why.
+    other = Path(shutil.copytree(run, tmp_path / "other"))
     spec["threshold"]["checkpoint_sha256"] = "0" * 64
     (other / "model.json").write_text(json.dumps(spec))
-    with pytest.raises(CheckpointError, match="no frozen threshold"):
-        Predictor.load(other).frozen_threshold()
+    borrowed = Scorer.open(other)
+    assert borrowed.rule.threshold is None
+    assert "belongs to other weights" in borrowed.describe_rule()
+    with pytest.raises(CheckpointError, match="belongs to other weights"):
+        Scorer.open(other, threshold="frozen")
 
 
 def test_flattened_folder_and_tta(tiny_run, test_folder, tmp_path):
@@ -99,11 +103,10 @@ def test_flattened_folder_and_tta(tiny_run, test_folder, tmp_path):
     flat.mkdir()
     for path in (test_folder / "FAKE").glob("1*.jpg"):
         (flat / path.name).write_bytes(path.read_bytes())
-    predictor = Predictor.load(tiny_run)
-    plain = prediction_table(predictor, flat, tta=False).table
-    tta = prediction_table(predictor, flat, tta=True).table
+    plain = prediction_table(Scorer.open(tiny_run, tta=False), flat).table
+    tta = prediction_table(Scorer.open(tiny_run, tta=True), flat).table
     assert list(plain["filename"]) == sorted(p.name for p in flat.iterdir())
     assert (plain["error"] == "").all()
     assert not plain["prob_FAKE"].equals(tta["prob_FAKE"])  # the flipped view changes them
     # Unasked, predict does what the run validated and tested with (trainer.flip_tta, on).
-    assert prediction_table(predictor, flat).table["prob_FAKE"].equals(tta["prob_FAKE"])
+    assert prediction_table(Scorer.open(tiny_run), flat).table["prob_FAKE"].equals(tta["prob_FAKE"])

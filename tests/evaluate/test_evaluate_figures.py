@@ -10,7 +10,7 @@ from realfake.data.loader import ImageSplit
 from realfake.evaluate.evaluation import write_figures
 from realfake.evaluate.figures import plot_learning_curves, plot_study_curves
 from realfake.evaluate.metrics import classification_metrics
-from realfake.evaluate.sources import EvalImages
+from realfake.inference.splits import EvalImages
 
 
 def test_three_class_figures_are_written(tmp_path):

@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 
 from realfake.evaluate.bootstrap import bootstrap_ci
 from realfake.evaluate.metrics import classification_metrics
-from realfake.evaluate.threshold import choose_threshold
+from realfake.inference.threshold import choose_threshold
 from realfake.runs import default_positive_class
 
 

@@ -21,10 +21,11 @@ def test_metrics_json_holds_metrics_threshold_and_provenance(evaluated, tiny_run
     assert record["split"] == "test" and record["images"] == 200  # the embedded test split
     assert record["checkpoint"].endswith("best.ckpt")
     assert record["data_fingerprint"]
-    # Binary: the threshold was chosen on the run's 100 validation images and frozen here.
-    assert 0.0 <= record["threshold"] <= 1.0
-    assert "validation split (100 images" in record["threshold_source"]
-    assert m["threshold"] == record["threshold"]
+    # Nothing was frozen for the tiny run: it decides by arg-max, and says why.
+    assert record["threshold"] is None and m["threshold"] is None
+    assert record["decision"]["rule"] == "argmax"
+    assert record["decision"]["text"] == "arg-max (no threshold was frozen for this model)"
+    assert m["accuracy"] == m["accuracy_argmax"]
     assert m["classes"] == ["FAKE", "REAL"] and m["positive_class"] == "FAKE"
     assert sum(map(sum, m["confusion_matrix"])) == 200
     lo, hi = m["ci"]["accuracy"]
@@ -57,7 +58,7 @@ def test_report_names_config_metrics_figures_fingerprint_and_commit(evaluated, t
         write_report(tiny_run / "checkpoints")
 
 
-def test_any_labelled_folder_is_scored_with_the_frozen_threshold(evaluated, tiny_run, test_folder):
+def test_any_labelled_folder_is_scored_with_the_runs_rule(evaluated, tiny_run, test_folder):
     with pytest.warns(UserWarning, match="could not be decoded"):
         other = evaluate(tiny_run, data=test_folder, figures=False, report=False, n_resamples=0)
     # A plain <class>/<image> folder is used whole; the two broken files are left out.
@@ -126,10 +127,64 @@ def test_own_split_names_the_file_it_comes_from(monkeypatch, split, named):
     # the report must say so (it used to name test.tar for every split).
     from types import SimpleNamespace
 
-    from realfake.evaluate import sources
+    from realfake.inference import splits as sources
 
     splits = SimpleNamespace(train=[0], val=[0], test=[0], fingerprint="f", skipped=[])
     monkeypatch.setattr(sources, "run_splits", lambda predictor: splits)
     predictor = SimpleNamespace(config={"data": {"source": "train.tar", "test_source": "test.tar"}})
-    images, _, _ = sources.eval_images(predictor, None, split)
+    images = sources.eval_images(predictor, None, split)
     assert images.where == f"the run's {split} split of {named}"
+
+
+def test_a_threshold_is_frozen_only_where_validation_supports_it(tiny_copy, capsys):
+    """The tiny run has 50 validation images of each class: freezing is refused by default and
+    the run keeps the arg-max, saying why; lowered deliberately, it freezes into model.json."""
+    from realfake.cli import main
+
+    before = (tiny_copy / "model.json").read_bytes()
+    args = ["evaluate", str(tiny_copy), "--freeze-threshold", "youden", "--no-figures"]
+    assert main([*args, "--resamples", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "did not freeze a threshold" in out and "50 FAKE, 50 REAL" in out
+    assert "at least 400 images of each class" in out and "arg-max" in out
+    assert (tiny_copy / "model.json").read_bytes() == before
+    record = json.loads((tiny_copy / "metrics.json").read_text())
+    assert record["threshold"] is None and record["freeze"]["frozen"] is False
+
+    assert main([*args, "--resamples", "0", "--min-val-per-class", "50"]) == 0
+    assert "froze chosen on the run's validation split" in capsys.readouterr().out
+    spec = json.loads((tiny_copy / "model.json").read_text())
+    record = json.loads((tiny_copy / "metrics.json").read_text())
+    assert spec["threshold"]["criterion"] == "youden"
+    assert record["threshold"] == spec["threshold"]["value"]
+    assert record["decision"]["origin"] == "frozen"
+    # Later commands decide with it without choosing again: evaluate on another split says so.
+    again = evaluate(tiny_copy, split="val", figures=False, report=False, n_resamples=0)
+    assert again.record["threshold"] == spec["threshold"]["value"]
+    assert again.record["decision"]["text"].startswith("P(FAKE) >= ")
+
+
+def test_evaluate_writes_per_image_decisions_and_logs_to_the_tracker(
+    tiny_training, tiny_tracking_uri, tmp_path
+):
+    """predictions.csv holds the decisions the metrics count; the run's MLflow entry gets the
+    metrics, the rule, the split and the data fingerprint, and the report as an artifact."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_training[0].run_dir, run)
+    result = evaluate(run, n_resamples=0, figures=False)
+    table = pd.read_csv(run / "predictions.csv", keep_default_na=False)
+    assert len(table) == result.record["images"] == 200
+    correct = (table["predicted"] == table["label"]).mean()
+    assert correct == pytest.approx(result.metrics["accuracy"], abs=1e-12)
+    run_id = json.loads((run / "tracking.json").read_text())["mlflow_run_id"]
+    logged = MlflowClient(tracking_uri=tiny_tracking_uri).get_run(run_id)
+    assert logged.data.metrics["eval/test/accuracy"] == pytest.approx(result.metrics["accuracy"])
+    tags = logged.data.tags
+    assert tags["eval/test/split"] == "test"
+    assert tags["eval/test/data_fingerprint"] == result.record["data_fingerprint"]
+    assert tags["eval/test/decision"].startswith("arg-max")
+    artifacts = MlflowClient(tracking_uri=tiny_tracking_uri).list_artifacts(run_id, "eval/test")
+    assert {"metrics.json", "report.md"} <= {a.path.rsplit("/", 1)[-1] for a in artifacts}

@@ -14,18 +14,24 @@ from realfake.cli import main
 from realfake.data.embedded import embedded_data_path
 from realfake.errors import CheckpointError, ConfigError, OutputError
 from realfake.export import export_onnx
-from realfake.inference import OnnxPredictor, Predictor, load_predictor
+from realfake.inference import OnnxPredictor, Predictor, Scorer, load_predictor
 from realfake.runs import ModelSpec
 
 PARITY = 1e-4  # max |Δ probability| promised by issue 15
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_run, evaluated) -> Predictor:
-    """The tiny run's Predictor, its threshold frozen by ``evaluate``."""
-    loaded = Predictor.load(tiny_run)
-    assert loaded.spec.threshold is not None
-    return loaded
+def predictor(frozen) -> Predictor:
+    """The Predictor of the tiny run with a frozen threshold (the run ``tiny_onnx`` exports)."""
+    return Predictor.load(frozen[0])
+
+
+@pytest.fixture(scope="module")
+def scorer(predictor) -> Scorer:
+    """The torch scorer of that run: its flip TTA and frozen threshold."""
+    built = Scorer.build(predictor)
+    assert built.rule.origin == "frozen"
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,7 @@ def test_split(predictor) -> tuple[torch.Tensor, np.ndarray]:
 
 @pytest.mark.slow  # 400 forward passes per backend: ~2.5 s on 2 busy cores
 def test_onnx_runtime_gives_the_predictors_probabilities_and_labels(
-    predictor, exported, test_split
+    predictor, scorer, exported, test_split
 ):
     images, labels = test_split
     onnx = OnnxPredictor.load(exported)
@@ -54,28 +60,29 @@ def test_onnx_runtime_gives_the_predictors_probabilities_and_labels(
     got = onnx.probabilities(images)
     assert np.abs(got - expected).max() <= PARITY
     # The threshold evaluate froze travels in the file and decides the same labels.
-    threshold = predictor.frozen_threshold()
-    assert onnx.frozen_threshold() == threshold
-    assert (onnx.decide(got, threshold) == predictor.decide(expected, threshold)).all()
-    assert (onnx.decide(got) == predictor.decide(expected)).all()
+    onnx_scorer = Scorer.build(onnx)
+    assert onnx_scorer.rule == scorer.rule
+    assert (onnx_scorer.decide(got) == scorer.decide(expected)).all()
     # Not a constant model: the labels follow the images.
-    assert 0.5 < (predictor.decide(expected) == labels).mean() < 1.0
+    assert 0.5 < (scorer.decide(expected) == labels).mean() < 1.0
     # Predictions carry the same labels through the shared decision code.
-    assert [p.label for p in onnx.predict(images[:9], threshold=threshold)] == [
-        p.label for p in predictor.predict(images[:9], threshold=threshold)
+    assert [p.label for p in onnx_scorer.predict(images[:9])] == [
+        p.label for p in scorer.predict(images[:9])
     ]
 
 
-def test_metadata_holds_the_runs_spec_threshold_and_checkpoint(predictor, exported):
+def test_metadata_holds_the_runs_spec_threshold_and_checkpoint(predictor, scorer, exported):
     onnx = OnnxPredictor.load(exported)
-    assert json.loads(onnx.metadata["realfake.spec"]) == predictor.spec.to_dict()
+    # The checkpoint's spec, with the threshold the run froze for these weights.
+    with_threshold = predictor.spec.with_threshold(scorer.rule.frozen)
+    assert json.loads(onnx.metadata["realfake.spec"]) == with_threshold.to_dict()
     assert onnx.metadata["realfake.flip_tta"] == "true"
     assert onnx.sha256 == predictor.sha256 == onnx.metadata["realfake.checkpoint_sha256"]
-    assert onnx.spec == predictor.spec
+    assert onnx.spec == with_threshold
     assert onnx.metadata["realfake.version"]
 
 
-def test_the_batch_axis_is_dynamic_and_labels_match(predictor, exported, test_split):
+def test_the_batch_axis_is_dynamic_and_labels_match(predictor, scorer, exported, test_split):
     images = test_split[0][:7]
     onnx = OnnxPredictor.load(exported)
     expected = predictor.probabilities(images)
@@ -85,9 +92,9 @@ def test_the_batch_axis_is_dynamic_and_labels_match(predictor, exported, test_sp
         assert np.abs(out - expected[:batch]).max() <= PARITY
     by_one = onnx.probabilities(images, batch_size=1)
     assert np.abs(by_one - expected).max() <= PARITY
-    threshold = onnx.frozen_threshold()
-    assert threshold == predictor.frozen_threshold()
-    assert (onnx.decide(by_one, threshold) == predictor.decide(expected, threshold)).all()
+    onnx_scorer = Scorer.build(onnx, batch_size=1)
+    assert onnx_scorer.rule.threshold == scorer.rule.threshold is not None
+    assert (onnx_scorer.decide(by_one) == scorer.decide(expected)).all()
 
 
 def test_tta_is_fixed_at_export(predictor, exported, test_split):
@@ -96,7 +103,7 @@ def test_tta_is_fixed_at_export(predictor, exported, test_split):
     with pytest.raises(ConfigError, match=r"exported with flip TTA on; re-export .* --no-tta"):
         onnx.probabilities(test_split[0][:2], tta=False)
     with pytest.raises(ConfigError, match="re-export"):
-        onnx.frozen_threshold(tta=False)
+        Scorer.build(onnx, tta=False)
 
 
 def test_export_refuses_a_graph_that_disagrees_with_torch(predictor, exported):
@@ -180,15 +187,16 @@ def test_export_without_tta_matches_the_predictor_without_tta(predictor, test_sp
     # The flip really is in the TTA graph and not in this one.
     assert np.abs(got - predictor.probabilities(images, tta=True)).max() > 1e-3
     with pytest.raises(ConfigError, match="chosen with flip TTA on"):
-        onnx.frozen_threshold()  # the run's threshold belongs to TTA probabilities
+        Scorer.build(onnx)  # the run's threshold belongs to TTA probabilities
 
 
 @pytest.mark.slow
-def test_cli_export_then_predict_gives_the_runs_labels(evaluated, tiny_run, test_folder, tmp_path):
+def test_cli_export_then_predict_gives_the_runs_labels(frozen, test_folder, tmp_path):
+    run = frozen[0]
     model = tmp_path / "tiny.onnx"
-    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(model)]) == 0
+    assert main(["export", str(run), "--format", "onnx", "--out", str(model)]) == 0
     tables = {}
-    for name, ref in (("torch", tiny_run), ("onnx", model)):
+    for name, ref in (("torch", run), ("onnx", model)):
         out = tmp_path / f"{name}.csv"
         args = ["predict", str(ref), str(test_folder), "--threshold", "frozen", "--out", str(out)]
         assert main(args) == 0
@@ -241,4 +249,4 @@ def test_every_model_family_exports_with_parity(name, tmp_path):
     got, expected = onnx.probabilities(images), predictor.probabilities(images)
     assert got.shape == (5, 3)
     assert np.abs(got - expected).max() <= PARITY
-    assert (onnx.decide(got) == predictor.decide(expected)).all()
+    assert (got.argmax(1) == expected.argmax(1)).all()  # multi-class: arg-max

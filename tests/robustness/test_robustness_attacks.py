@@ -13,10 +13,10 @@ from robustness_samples import copy_tree, embedded_images
 from torch import nn
 
 from realfake.attacks.linf import fgsm, make_attack, parse_attack, pgd
-from realfake.attacks.whitebox import attack_images, log_probabilities, predictor_loss
+from realfake.attacks.whitebox import attack_images, log_probabilities, scorer_loss
 from realfake.cli import main
 from realfake.errors import ConfigError
-from realfake.inference import Predictor, tta_probabilities
+from realfake.inference import Predictor, Scorer, tta_probabilities
 from realfake.robustness.grid import parse_entries, robustness_report
 from realfake.runs import ModelSpec
 
@@ -152,7 +152,12 @@ def random_predictor() -> Predictor:
     return Predictor(spec.build_model().eval(), spec)
 
 
-def test_the_attacked_function_is_the_predictors(random_predictor: Predictor) -> None:
+@pytest.fixture(scope="module")
+def random_scorer(random_predictor: Predictor) -> Scorer:
+    return Scorer.build(random_predictor)
+
+
+def test_the_attacked_function_is_the_scorers(random_predictor, random_scorer) -> None:
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     x = random_predictor.normalize(images)
     for flip in (False, True):
@@ -160,23 +165,23 @@ def test_the_attacked_function_is_the_predictors(random_predictor: Predictor) ->
         log_p = log_probabilities(random_predictor.model, x, flip)
         assert torch.allclose(log_p.exp(), probs, atol=1e-6)
     labels = torch.tensor([0, 1] * 4)
-    loss = predictor_loss(random_predictor)(images.float() / 255, labels)
+    loss = scorer_loss(random_scorer)(images.float() / 255, labels)
     expected = -np.log(random_predictor.probabilities(images)[np.arange(8), labels.numpy()])
     assert np.allclose(loss.detach().numpy(), expected, atol=1e-5)
 
 
-def test_eps_of_one_moves_pixels_by_exactly_one_after_rounding(random_predictor) -> None:
+def test_eps_of_one_moves_pixels_by_exactly_one_after_rounding(random_scorer) -> None:
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     labels = torch.tensor([0, 1] * 4)
-    out = attack_images(random_predictor, images, labels, parse_attack("fgsm:1"))
+    out = attack_images(random_scorer, images, labels, parse_attack("fgsm:1"))
     step = out.int() - images.int()
     assert out.dtype == torch.uint8 and set(step.unique().tolist()) <= {-1, 0, 1}
     moved = (step != 0).float().mean()
     assert moved > 0.9, f"only {moved:.0%} of the pixels moved"  # the rest: zero gradient or clip
     pgd8 = make_attack("pgd", 8, steps=3)  # α = 2.5·ε/3: the edge of the ball in 3 steps
-    out = attack_images(random_predictor, images, labels, pgd8, seed=1)
+    out = attack_images(random_scorer, images, labels, pgd8, seed=1)
     assert int((out.int() - images.int()).abs().max()) == 8
-    assert torch.equal(out, attack_images(random_predictor, images, labels, pgd8, seed=1))
+    assert torch.equal(out, attack_images(random_scorer, images, labels, pgd8, seed=1))
 
 
 # --- grid entries on the session's tiny run ---------------------------------------------------

@@ -21,21 +21,20 @@ def test_shortcut_probes(tiny_run: Path, evaluated) -> None:
     import torchvision.transforms.v2.functional as TF
 
     from realfake.data.perturbations import jpeg
-    from realfake.evaluate.sources import run_splits
-    from realfake.inference import Predictor
+    from realfake.inference import Scorer
+    from realfake.inference.splits import run_splits
 
     audit = audit_shortcuts(tiny_run, jpeg_qualities=(75, 30), sizes=(24,))
     # The clean probe is evaluate's decision on the same images.
     assert audit.clean_accuracy == evaluated.metrics["accuracy"]
     assert audit.threshold == evaluated.record["threshold"]
-    predictor = Predictor.load(tiny_run)
-    test = run_splits(predictor).test
+    scorer = Scorer.open(tiny_run)
+    test = run_splits(scorer.predictor).test
     labels = test.labels.numpy()
-    clean = predictor.decide(predictor.probabilities(test.images), audit.threshold)
+    clean = scorer.decide(scorer.probabilities(test.images))
 
     def expected(images, resize=True):
-        probs = predictor.probabilities(images, resize=resize)
-        predicted = predictor.decide(probs, audit.threshold)
+        predicted = scorer.decide(scorer.probabilities(images, resize=resize))
         return float(np.mean(predicted == labels)), float(np.mean(predicted != clean))
 
     assert [p.quality for p in audit.jpeg] == [75, 30]

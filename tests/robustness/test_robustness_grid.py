@@ -28,8 +28,8 @@ def test_report_has_clean_and_every_perturbation(report) -> None:
     for row in report.rows:
         for metric in ("accuracy", "f1", "roc_auc", "ap"):
             assert 0.0 <= getattr(row, metric) <= 1.0, (row.perturbation, metric)
-    # The threshold came from the run's clean validation split and is the same for every row.
-    assert "validation" in report.threshold_from and 0.0 <= report.threshold <= 1.0
+    # Nothing is frozen for the tiny run: every row is decided by the arg-max, and it says so.
+    assert report.threshold is None and report.decision.startswith("arg-max")
     assert report.positive == "FAKE" and report.classes == ["FAKE", "REAL"]
     mean = report.mean()
     assert mean["accuracy"] == pytest.approx(np.mean([r.accuracy for r in report.perturbed]))
@@ -59,15 +59,12 @@ def test_csv_and_heatmap_files(report, tmp_path: Path) -> None:
     assert side[-1]["perturbation"] == "mean"
 
 
-def test_threshold_is_frozen_from_clean_validation(report, tiny_run: Path) -> None:
-    from realfake.evaluate.sources import run_splits
-    from realfake.evaluate.threshold import choose_threshold
-    from realfake.inference import Predictor
-
-    predictor = Predictor.load(tiny_run)
-    val = run_splits(predictor).val
-    p_fake = predictor.probabilities(val.images)[:, 0]  # with the run's flip TTA
-    assert report.threshold == choose_threshold(val.labels.numpy(), p_fake, 0)
+def test_the_grid_never_chooses_a_threshold_itself(frozen) -> None:
+    """A frozen threshold is used as it is (never re-chosen on validation), clean row included."""
+    run, result = frozen
+    grid = robustness_report(run, perturbations="jpeg:50")
+    assert grid.threshold == result.record["threshold"]
+    assert grid.clean.accuracy == result.metrics["accuracy"]
 
 
 def test_every_perturbation_reaches_the_images(report) -> None:
@@ -96,7 +93,7 @@ def test_cli_writes_table_csv_and_plot(
     args = ["robustness", str(tiny_run), str(tiny_run), "--perturbations", "blur:2"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "blur:2" in out and "mean over grid" in out and "validation split" in out
+    assert "blur:2" in out and "mean over grid" in out and "decision: arg-max" in out
     assert "accuracy, side by side" in out
     assert (tmp_path / "tiny" / "robustness.csv").is_file()
     assert (tmp_path / "tiny-2" / "robustness.png").is_file()

@@ -27,7 +27,7 @@ from realfake.data.layout import UNLABELLED, impose_classes, resolve_layout
 from realfake.data.perturbed_copy import PerturbedCopy, transform_source
 from realfake.data.sources import open_source
 from realfake.errors import DataError
-from realfake.inference import Predictor
+from realfake.inference import Scorer
 
 
 @dataclass
@@ -57,16 +57,14 @@ def attack_source(
     source: str | Path,
     destination: str | Path,
     attack: Attack | str,
-    predictor: Predictor,
+    scorer: Scorer,
     *,
-    tta: bool | None = None,
     seed: int = 0,
-    batch_size: int = 256,
 ) -> AttackedCopy:
     """Write a copy of ``source`` under ``destination`` with every image attacked."""
     attack = parse_attack(attack) if isinstance(attack, str) else attack
-    labels = source_labels(source, predictor.classes)
-    size, resize = predictor.spec.image_size, predictor.spec.resize
+    labels = source_labels(source, scorer.classes)
+    size, resize = scorer.spec.image_size, scorer.spec.resize
     changed = 0
 
     def decode(data: bytes) -> np.ndarray:
@@ -74,20 +72,18 @@ def attack_source(
 
     def apply(batch: torch.Tensor, names: list[str], seed: int) -> torch.Tensor:
         nonlocal changed
-        clean = predicted_labels(predictor, batch, tta=tta, batch_size=batch_size)
+        clean = predicted_labels(scorer, batch)
         target = clean if labels is None else torch.tensor([labels[n] for n in names])
-        out = attack_images(
-            predictor, batch, target, attack, tta=tta, seed=seed, batch_size=batch_size
-        )
-        after = predicted_labels(predictor, out, tta=tta, batch_size=batch_size)
+        out = attack_images(scorer, batch, target, attack, seed=seed)
+        after = predicted_labels(scorer, out)
         changed += int((after != clean).sum())
         return out
 
     copy = transform_source(source, destination, attack.name, apply, decode=decode, seed=seed)
-    flip = "with" if predictor.resolve_tta(tta) else "without"
+    flip = "with" if scorer.tta else "without"
     return AttackedCopy(
         **vars(copy),
-        attack=f"{attack.describe()}; white-box on {predictor.checkpoint} {flip} flip TTA",
+        attack=f"{attack.describe()}; white-box on {scorer.checkpoint} {flip} flip TTA",
         labels="the model's own predictions (unlabelled source)"
         if labels is None
         else "the source's classes",

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from realfake.data.perturbations import split_spec
 from realfake.errors import ConfigError
 
 # (pixels N×3×H×W in [0, 1], labels N) -> loss per image (N,), differentiable in the pixels.
@@ -174,9 +175,8 @@ def parse_attack(text: str) -> Attack:
     EPS is a whole number of 1/255 steps in [1, 255]: an attacked image is stored as 8-bit
     pixels, so a fractional radius could not be kept once rounded.
     """
-    kind, sep, level = text.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind not in ATTACKS or not sep:
+    kind, level = split_spec(text)
+    if kind not in ATTACKS or level is None:
         problem = f"unknown attack '{kind}'" if kind not in ATTACKS else "no ε"
         raise ConfigError(
             f"attack '{text}': {problem}; expected KIND:EPS such as pgd:4 (EPS in 1/255 of "
@@ -188,7 +188,7 @@ def parse_attack(text: str) -> Attack:
         eps = -1.0
     if not (math.isfinite(eps) and eps == int(eps) and 1 <= eps <= MAX_EPS):
         raise ConfigError(
-            f"attack '{text}': ε '{level.strip()}' is not an integer in [1, {MAX_EPS}]; expected "
+            f"attack '{text}': ε '{level}' is not an integer in [1, {MAX_EPS}]; expected "
             "KIND:EPS such as pgd:4, EPS in 1/255 of the pixel range (attacked images are stored "
             "as whole 8-bit steps)"
         )
@@ -197,7 +197,7 @@ def parse_attack(text: str) -> Attack:
 
 def parse_attacks(text: str) -> list[Attack]:
     """``"pgd"`` -> PGD at each default ε (1, 2, 4, 8); ``"pgd:4"`` -> that one."""
-    kind = text.strip().lower()
-    if kind in ATTACKS:
+    kind, level = split_spec(text)
+    if kind in ATTACKS and level is None:
         return [make_attack(kind, eps) for eps in DEFAULT_EPS]
     return [parse_attack(text)]

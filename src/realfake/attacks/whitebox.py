@@ -1,9 +1,10 @@
-"""Attacks on the function a Predictor computes, from uint8 images to uint8 images.
+"""Attacks on the function a Scorer computes, from uint8 images to uint8 images.
 
-The attacked function is the predictor's own: the spec's normalisation, the network in eval
-mode and, with flip TTA on, the mean of the image's and its mirror image's softmax
-(``realfake.inference.tta_probabilities``). The loss is its negative log-probability of the label,
-so a grid entry attacks exactly what the grid then scores.
+The attacked function is the scorer's own (its torch predictor, with the scorer's flip TTA):
+the spec's normalisation, the network in eval mode and, with flip TTA on, the mean of the
+image's and its mirror image's softmax (``realfake.inference.tta_probabilities``). The loss
+is its negative log-probability of the label, so a grid entry attacks exactly what the grid
+then scores.
 
 Attacked pixels are rounded back to uint8: an attack that survives rounding is what an attacked
 file on disk would be. With ε a whole number of 1/255 steps the rounded image stays in the
@@ -21,7 +22,7 @@ from torch import nn
 
 from realfake.attacks.linf import Attack, LossFn
 from realfake.data.augment import normalize
-from realfake.inference import Predictor
+from realfake.inference import Scorer
 
 
 def log_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -36,9 +37,10 @@ def log_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Te
     return log_p
 
 
-def predictor_loss(predictor: Predictor, tta: bool | None = None) -> LossFn:
-    """-log P(label | pixels) of the predictor's function: pixels in [0, 1] -> loss per image."""
-    flip = predictor.resolve_tta(tta)
+def scorer_loss(scorer: Scorer) -> LossFn:
+    """-log P(label | pixels) of the scorer's function: pixels in [0, 1] -> loss per image."""
+    predictor = scorer.torch_predictor("white-box attacks need the network's gradients")
+    flip = scorer.tta
     model, mean, std = predictor.model, predictor.spec.mean, predictor.spec.std
 
     def loss(pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -54,32 +56,30 @@ def quantize(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def attack_images(
-    predictor: Predictor,
+    scorer: Scorer,
     images: torch.Tensor,
     labels: torch.Tensor | None,
     attack: Attack,
     *,
-    tta: bool | None = None,
     seed: int = 0,
-    batch_size: int = 256,
 ) -> torch.Tensor:
-    """``attack`` of uint8 N×3×S×S ``images`` against ``predictor``, rounded back to uint8.
+    """``attack`` of uint8 N×3×S×S ``images`` against ``scorer``, rounded back to uint8.
 
     ``labels`` are the classes whose probability the attack lowers (the true ones, as indices of
-    ``predictor.classes``); None attacks the class the predictor gives each image the highest
-    probability (for unlabelled images). The random starts draw from a CPU generator seeded with
+    ``scorer.classes``); None attacks the class the scorer decides for each image (for
+    unlabelled images). The random starts draw from a CPU generator seeded with
     ``seed``, batch after batch, so the same images, seed and batch size give the same result.
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images N×3×H×W, got {images.dtype} {tuple(images.shape)}")
     if labels is None:
-        labels = predicted_labels(predictor, images, tta=tta, batch_size=batch_size)
+        labels = predicted_labels(scorer, images)
     labels = torch.as_tensor(labels, dtype=torch.long)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"got {tuple(labels.shape)} labels for {images.shape[0]} images")
-    loss = predictor_loss(predictor, tta)
+    loss = scorer_loss(scorer)
     generator = torch.Generator().manual_seed(seed)
-    device = predictor.device
+    device, batch_size = scorer.torch_predictor().device, scorer.batch_size
     out = torch.empty_like(images)
     for start in range(0, images.shape[0], batch_size):
         stop = start + batch_size
@@ -89,13 +89,6 @@ def attack_images(
     return out
 
 
-def predicted_labels(
-    predictor: Predictor,
-    images: torch.Tensor,
-    *,
-    tta: bool | None = None,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """The class of highest probability per image (the predictor's function, its TTA)."""
-    probs = predictor.probabilities(images, tta=tta, batch_size=batch_size)
-    return torch.from_numpy(probs.argmax(axis=1))
+def predicted_labels(scorer: Scorer, images: torch.Tensor) -> torch.Tensor:
+    """The class the scorer decides per image (its TTA and decision rule)."""
+    return torch.from_numpy(scorer.decide(scorer.probabilities(images)))

@@ -63,8 +63,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    """--tta/--no-tta (default: the run's own choice) and --batch-size."""
+MODEL_HELP = "a run directory (its best, else last checkpoint), a .ckpt or an exported .onnx file"
+
+
+def add_model_argument(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """The positional naming the model, with one name on every command: RUN."""
+    if several:
+        p.add_argument("models", nargs="+", metavar="RUN", help=f"{MODEL_HELP}; several allowed")
+    else:
+        p.add_argument("model", metavar="RUN", help=MODEL_HELP)
+
+
+def add_scorer_arguments(p: argparse.ArgumentParser, threshold: bool = True) -> None:
+    """--device, --tta/--no-tta, --batch-size and --threshold: what builds the Scorer."""
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, mps ... (cpu)")
     p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
@@ -75,3 +87,45 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, default=256, help="images per forward pass (256)"
     )
+    if threshold:
+        p.add_argument(
+            "--threshold",
+            type=threshold_choice,
+            default=None,
+            metavar="run|argmax|frozen|P",
+            help="binary models' decision rule: run (default: the threshold frozen for these "
+            "weights by `realfake evaluate --freeze-threshold`, else the arg-max), argmax, "
+            "frozen (fail when there is none), or P: positive (FAKE for CIFAKE) when its "
+            "probability >= P",
+        )
+
+
+def threshold_choice(text: str) -> str | float:
+    """argparse type: run, argmax, frozen, or a probability in [0, 1]."""
+    from realfake.inference.rule import THRESHOLD_CHOICES
+
+    if text in THRESHOLD_CHOICES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a probability in [0, 1] or one of {', '.join(THRESHOLD_CHOICES)}"
+        )
+    return value
+
+
+def open_scorer(args: argparse.Namespace, ref: str | Path, **overrides):
+    """The Scorer a command's arguments ask for (built once, passed to every consumer)."""
+    from realfake.inference import Scorer
+
+    options = {
+        "device": args.device,
+        "tta": args.tta,
+        "batch_size": args.batch_size,
+        "threshold": getattr(args, "threshold", None),
+        **overrides,
+    }
+    return Scorer.open(ref, **options)

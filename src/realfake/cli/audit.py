@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from realfake.cli._common import non_negative_int, output_root, positive_int
+from realfake.cli._common import (
+    add_model_argument,
+    add_scorer_arguments,
+    non_negative_int,
+    open_scorer,
+    output_root,
+    positive_int,
+)
 from realfake.cli.robustness import add_data_arguments, console, fmt, table
 
 
@@ -49,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "CIFAR-10 class (from CIFAKE file names), and accuracy with the test images fed at other "
         "sizes (every model here pools globally, so it accepts any size).",
     )
-    short.add_argument("checkpoint", help="run directory or .ckpt file")
+    add_model_argument(short)
     add_data_arguments(short)
     short.add_argument("--jpeg-quality", type=_ints(1, 100), default=(95, 75, 50), metavar="Q[,Q]")
     short.add_argument("--sizes", type=_ints(1), default=(24, 48, 64), metavar="PX[,PX]")
@@ -76,8 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     leaks.add_argument(
         "--checkpoint",
         default=None,
-        help="also score this checkpoint on all test images and on those without a leak",
+        metavar="RUN",
+        help="also score this model (a run directory, .ckpt or .onnx) on all test images and "
+        "on those without a leak",
     )
+    add_scorer_arguments(leaks)
     leaks.add_argument(
         "--show", type=non_negative_int, default=10, metavar="N", help="pairs listed (10)"
     )
@@ -89,22 +99,18 @@ def _shortcuts(args: argparse.Namespace) -> int:
     from realfake.robustness.grid import write_csv
     from realfake.robustness.shortcuts import audit_shortcuts
 
-    out = check_writable_dir(args.out or output_root(args.checkpoint) / "audit")
+    out = check_writable_dir(args.out or output_root(args.model) / "audit")
 
     audit = audit_shortcuts(
-        args.checkpoint,
+        open_scorer(args, args.model),
         args.data,
         split=args.split,
         jpeg_qualities=args.jpeg_quality,
         sizes=args.sizes,
-        batch_size=args.batch_size,
-        tta=args.tta,
-        device=args.device,
     )
     screen = console()
     screen.print(f"test images: {audit.data}; clean accuracy {fmt(audit.clean_accuracy)}")
-    if audit.threshold is not None:
-        screen.print(f"threshold {audit.threshold:.4f}, frozen: {audit.threshold_from}")
+    screen.print(f"decision: {audit.decision}")
     rows = [(f"JPEG {p.quality}", p.accuracy, p.accuracy - p.clean_accuracy, p.changed)
             for p in audit.jpeg]  # fmt: skip
     screen.print(table("every test image re-encoded", ["", "accuracy", "Δ acc", "changed"], rows))
@@ -172,8 +178,12 @@ def _leaks(args: argparse.Namespace) -> int:
     if args.checkpoint:
         data = args.test or args.train or str(embedded_data_path())
         scores = score_without_leaks(
-            args.checkpoint, report.leaked_names, data, None if args.test else "test"
+            open_scorer(args, args.checkpoint),
+            report.leaked_names,
+            data,
+            None if args.test else "test",
         )
+        screen.print(f"decision: {scores.decision}")
         rows = [
             (f"all test images ({scores.n_all:,})", *scores.all.values()),
             (f"without leaks ({scores.n_kept:,})", *scores.kept.values()),

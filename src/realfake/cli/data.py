@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from realfake.cli._common import add_inference_arguments, device
+from realfake.cli._common import add_scorer_arguments, open_scorer
 
 if TYPE_CHECKING:
     from realfake.data.info import DataInfo
@@ -75,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         metavar="KIND:LEVEL",
         help="e.g. jpeg:50, blur:1, noise:0.05, resize:0.5, brightness:0.7, contrast:0.7, "
-        "crop:0.8; attacks (need --checkpoint): fgsm:EPS (one step of EPS/255) or pgd:EPS (10 "
-        "steps of 2.5·EPS/10 /255, random start), EPS an integer, e.g. pgd:4",
+        "crop:0.8; attacks (need --checkpoint): fgsm:EPS (one step of EPS/255) or pgd:EPS (20 "
+        "steps of 2.5·EPS/20 /255, random start), EPS an integer, e.g. pgd:4",
     )
     perturb.add_argument(
         "--seed", type=int, default=0, help="seed of the noise perturbation and of PGD's start"
@@ -87,10 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="RUN",
         help="run directory or .ckpt to attack (attacks only)",
     )
-    add_inference_arguments(perturb)
-    perturb.add_argument(
-        "--device", type=device, default="cpu", help="cpu, cuda, mps ... (attacks)"
-    )
+    add_scorer_arguments(perturb)
     perturb.set_defaults(handler=_perturb)
 
 
@@ -202,26 +199,20 @@ def _perturb(args: argparse.Namespace) -> int:
 def _attack(args: argparse.Namespace) -> int:
     from realfake.attacks.attacked_copy import attack_source
     from realfake.errors import ConfigError
-    from realfake.inference import Predictor
 
     if args.checkpoint is None:
         raise ConfigError(
             f"--perturbation {args.perturbation} is an attack on a model: name the model to "
             "attack with --checkpoint RUN (a run directory or .ckpt file)"
         )
-    predictor = Predictor.load(args.checkpoint, args.device)
-    copy = attack_source(
-        args.src,
-        args.dst,
-        args.perturbation,
-        predictor,
-        tta=args.tta,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    scorer = open_scorer(args, args.checkpoint)
+    copy = attack_source(args.src, args.dst, args.perturbation, scorer, seed=args.seed)
     _print_copy(copy)
     print(f"attack: {copy.attack}; attacked classes: {copy.labels}")
-    print(f"the model's arg-max class changed on {copy.changed:,} of {copy.written:,} images")
+    print(
+        f"the model's decision ({scorer.describe_rule()}) changed on {copy.changed:,} of "
+        f"{copy.written:,} images"
+    )
     return 0
 
 

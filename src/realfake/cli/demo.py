@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from realfake.cli.train import print_result
+    from realfake.inference import Scorer
     from realfake.train import compose, train
 
     cfg = compose(["experiment=demo", *args.overrides])
@@ -26,5 +27,11 @@ def run(args: argparse.Namespace) -> int:
     print_result(result)
     acc = result.metrics.get("test_acc")
     if acc is not None:
-        print(f"demo: test accuracy {acc:.1%} on the embedded test split (chance is 50%)")
+        # Training's test step decides by arg-max; so does every command until a threshold is
+        # frozen for these weights (`realfake evaluate --freeze-threshold`): say which rule.
+        rule = Scorer.open(result.run_dir).describe_rule()
+        print(
+            f"demo: test accuracy {acc:.1%} on the embedded test split (chance is 50%), "
+            f"decided by {rule}, as evaluate, predict and serve decide this run"
+        )
     return 0

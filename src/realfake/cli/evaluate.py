@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from realfake.cli._common import add_inference_arguments, non_negative_int
+from realfake.cli._common import (
+    add_model_argument,
+    add_scorer_arguments,
+    non_negative_int,
+    open_scorer,
+    positive_int,
+)
+from realfake.runs.spec import MIN_PER_CLASS, THRESHOLD_CRITERIA
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,11 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="metrics, figures and report of a trained run on labelled images",
         description="Evaluate a run directory (its best checkpoint) or a checkpoint file. Default "
         "data: the run's own test split, rebuilt exactly. --data takes any labelled source "
-        "(folder, split tree, .zip, .tar, .csv) whose class names match the model's. Binary "
-        "models decide with a threshold chosen on the run's validation split (maximum accuracy "
-        "by default), frozen and stored in metrics.json; the arg-max accuracy is reported too.",
+        "(folder, split tree, .zip, .tar, .csv) whose class names match the model's. Decisions "
+        "follow the run's rule: the threshold frozen for these weights, else the arg-max. "
+        "--freeze-threshold chooses a threshold on the run's validation split and freezes it "
+        "into model.json, only when that split has --min-val-per-class images of each class; "
+        "every later command then decides with it. The tracker's entry of the run gets the "
+        "metrics, threshold, report and figures.",
     )
-    p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="run directory or .ckpt file")
+    add_model_argument(p)
     p.add_argument("--data", metavar="PATH", help="labelled images (default: the run's data)")
     p.add_argument(
         "--split",
@@ -34,12 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where metrics.json and figures/ go (default: the run directory for its own test "
         "split, RUN/evaluations/<data>-<split>/ otherwise)",
     )
-    add_inference_arguments(p)
+    add_scorer_arguments(p)
     p.add_argument(
-        "--threshold-criterion",
-        choices=("accuracy", "youden"),
-        default="accuracy",
-        help="what the validation threshold maximises: accuracy (default) or Youden's J",
+        "--freeze-threshold",
+        choices=THRESHOLD_CRITERIA,
+        default=None,
+        metavar="CRITERION",
+        help="choose a threshold on the run's validation split maximising accuracy or youden "
+        "(Youden's J) and freeze it for these weights, if the split supports it",
+    )
+    p.add_argument(
+        "--min-val-per-class",
+        type=positive_int,
+        default=MIN_PER_CLASS,
+        metavar="N",
+        help=f"validation images of each class a frozen threshold needs ({MIN_PER_CLASS}: "
+        "each class's recall then known within ±4.9 points)",
     )
     p.add_argument(
         "--resamples",
@@ -53,23 +73,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realfake.evaluate.evaluation import evaluate
+    from realfake.evaluate.evaluation import PREDICTIONS, evaluate
 
+    # Freezing chooses anew, so the scorer starts from the arg-max, not an earlier threshold.
+    scorer = open_scorer(
+        args, args.model, **({"threshold": "argmax"} if args.freeze_threshold else {})
+    )
     result = evaluate(
-        args.run,
+        scorer,
         data=args.data,
         split=args.split,
         out=args.out,
-        batch_size=args.batch_size,
-        tta=args.tta,
-        criterion=args.threshold_criterion,
+        freeze=args.freeze_threshold,
+        min_per_class=args.min_val_per_class,
         n_resamples=args.resamples,
         seed=args.seed,
         figures=not args.no_figures,
         progress=sys.stderr.isatty(),
     )
+    if result.freeze is not None:
+        verb = "froze" if result.freeze.frozen else "did not freeze a threshold:"
+        print(f"{verb} {result.freeze.why}")
     print_evaluation(result.record)
-    print(f"wrote {result.out_dir / 'metrics.json'}")
+    print(f"wrote {result.out_dir / 'metrics.json'} and {PREDICTIONS}")
     if result.figures:
         print(f"figures: {', '.join(str(p) for p in result.figures.values())}")
     if result.report:
@@ -83,16 +109,16 @@ def print_evaluation(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     from realfake.evaluate.markup import fmt
-    from realfake.evaluate.report import PER_CLASS_HEADER, headline_rows, per_class_rows
+    from realfake.evaluate.report import (
+        PER_CLASS_HEADER,
+        decision_text,
+        headline_rows,
+        per_class_rows,
+    )
 
     m = record["metrics"]
     console = Console()
-    threshold = record["threshold"]
-    decision = (
-        "arg-max"
-        if threshold is None
-        else f"P({m['positive_class']}) >= {threshold:.4f}, {record['threshold_source']}"
-    )
+    decision = decision_text(record)
     console.print(f"[bold]{record['data']}[/bold]: {record['images']} images; decision {decision}")
     headline = Table("metric", "value", "95% CI", title="metrics")
     for row in headline_rows(m):

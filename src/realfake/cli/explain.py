@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from realfake.cli._common import device, positive_int
+from realfake.cli._common import (
+    add_model_argument,
+    add_scorer_arguments,
+    open_scorer,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write OUT/<image path>_<class>_<probability>.png for every image: the image "
         "and its Grad-CAM heat-map (last convolutional block, upsampled bilinearly) side by side.",
     )
-    parser.add_argument("checkpoint", help="run directory or .ckpt file")
+    add_model_argument(parser)
     parser.add_argument("images", help="an image file, a folder, or a .zip/.tar of images")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
@@ -24,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--size", type=positive_int, default=256, help="overlay size in px (default 256)"
     )
     parser.add_argument("--limit", type=positive_int, default=None, help="at most N images")
-    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    add_scorer_arguments(parser)
     parser.set_defaults(handler=_explain)
 
 
@@ -33,15 +38,11 @@ def _explain(args: argparse.Namespace) -> int:
 
     from realfake.explain.explain import explain
 
+    scorer = open_scorer(args, args.model)
     done = explain(
-        args.checkpoint,
-        args.images,
-        args.out,
-        target=args.target,
-        size=args.size,
-        limit=args.limit,
-        device=args.device,
+        scorer, args.images, args.out, target=args.target, size=args.size, limit=args.limit
     )
+    print(f"decision: {scorer.describe_rule()}")
     for item in done[:10]:
         print(f"{item.name}: {item.predicted} {item.probability:.3f} -> {item.path}")
     if len(done) > 10:

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realfake.cli._common import add_inference_arguments, device, non_negative_int, output_root
+from realfake.cli._common import (
+    add_model_argument,
+    add_scorer_arguments,
+    non_negative_int,
+    open_scorer,
+    output_root,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "robustness",
         help="accuracy, F1, ROC-AUC and AP under a grid of perturbations",
-        description="Evaluate checkpoints on clean and perturbed test images (both classes "
-        "perturbed alike), with the decision threshold chosen on the run's clean validation "
-        "split and frozen (0.5 when it has none). Writes robustness.csv and robustness.png per "
-        "checkpoint; with several checkpoints, also prints them side by side.",
+        description="Evaluate models on clean and perturbed test images (both classes "
+        "perturbed alike), decided by each run's rule (its frozen threshold, else the arg-max; "
+        "--threshold to choose). Writes robustness.csv and robustness.png per model; with "
+        "several, also prints them side by side.",
     )
-    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run dir or .ckpt")
+    add_model_argument(parser, several=True)
     add_data_arguments(parser)
     parser.add_argument(
         "--perturbations",
@@ -51,11 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="accuracy",
         help="metric of the side-by-side table (several checkpoints)",
     )
-    parser.set_defaults(handler=_robustness, variadic="checkpoints")
+    parser.set_defaults(handler=_robustness, variadic="models")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data, --split, --tta, --batch-size and --device, shared by the audit commands."""
+    """--data, --split and the scorer's options, shared by the audit commands."""
     parser.add_argument(
         "--data",
         default=None,
@@ -64,8 +70,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", default=None, help="split of --data to use (default: test, or its only split)"
     )
-    add_inference_arguments(parser)
-    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    add_scorer_arguments(parser)
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -102,11 +107,9 @@ def print_report(report: RobustnessReport) -> None:
     out = console()
     out.print(f"checkpoint: {report.checkpoint}")
     out.print(f"test images: {report.data} ({report.clean.n:,})")
-    if report.threshold is not None:
-        out.print(
-            f"threshold on P({report.positive}) = {report.threshold:.4f}, frozen: "
-            f"{report.threshold_from}; F1 and AP score {report.positive} as positive"
-        )
+    out.print(f"decision: {report.decision}")
+    if report.positive is not None:
+        out.print(f"F1 and AP score {report.positive} as positive")
     clean = report.clean.accuracy
     rows = [
         (r.perturbation, r.accuracy, r.accuracy - clean, r.f1, r.roc_auc, r.ap) for r in report.rows
@@ -136,20 +139,14 @@ def _robustness(args: argparse.Namespace) -> int:
     from realfake.robustness.plot import plot_heatmap
 
     reports: dict[str, RobustnessReport] = {}
-    several = len(args.checkpoints) > 1
+    several = len(args.models) > 1
     # Where results go is checked before any image is scored.
-    for ref in args.checkpoints:
+    for ref in args.models:
         check_writable_dir(output_root(ref) / "robustness" if args.out is None else args.out)
-    for ref in args.checkpoints:
+    for ref in args.models:
+        scorer = open_scorer(args, ref)
         report = robustness_report(
-            ref,
-            args.data,
-            args.perturbations,
-            split=args.split,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            tta=args.tta,
-            device=args.device,
+            scorer, args.data, args.perturbations, split=args.split, seed=args.seed
         )
         run = output_root(ref)
         label = run.name if run.name not in reports else f"{run.name}-{len(reports) + 1}"

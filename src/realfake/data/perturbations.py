@@ -286,11 +286,24 @@ class Perturbation:
         return self.name
 
 
+def split_spec(text: str) -> tuple[str, str | None]:
+    """``"JPEG:50"`` -> ('jpeg', '50'); ``"blur"`` -> ('blur', None): the one reading of the
+    KIND:LEVEL specs of perturbations and attacks (the callers check kinds and levels)."""
+    kind, sep, level = text.strip().partition(":")
+    return kind.strip().lower(), level.strip() if sep else None
+
+
+def split_specs(specs: Sequence[str] | str) -> list[str]:
+    """A comma-separated list of specs (or a sequence of them), blanks dropped."""
+    items = specs.split(",") if isinstance(specs, str) else specs
+    return [s.strip() for s in items if s.strip()]
+
+
 def parse_perturbation(text: str) -> Perturbation:
     """``"jpeg:50"`` -> Perturbation('jpeg', 50.0), or a ConfigError saying what would be right."""
-    kind_name, sep, level_text = text.strip().partition(":")
-    kind = KINDS.get(kind_name.strip().lower())
-    if kind is None or not sep:
+    kind_name, level_text = split_spec(text)
+    kind = KINDS.get(kind_name)
+    if kind is None or level_text is None:
         problem = f"unknown kind '{kind_name}'" if kind is None else "no level"
         raise ConfigError(
             f"perturbation '{text}': {problem}; expected KIND:LEVEL such as jpeg:50. "
@@ -308,7 +321,7 @@ def parse_perturbation(text: str) -> Perturbation:
             f"perturbation '{text}': level {level:g} is out of range; expected "
             f"{kind.describe_range()} ({kind.unit})"
         )
-    return Perturbation(kind_name.strip().lower(), level)
+    return Perturbation(kind_name, level)
 
 
 def default_grid(kinds: Iterable[str] | None = None) -> list[Perturbation]:
@@ -321,12 +334,12 @@ def parse_grid(specs: Sequence[str] | str | None) -> list[Perturbation]:
     """Perturbations from ``"jpeg:50,blur"``-style specs; a bare kind means its default levels."""
     if specs is None:
         return default_grid()
-    if isinstance(specs, str):
-        specs = [s for s in specs.split(",") if s.strip()]
     grid: list[Perturbation] = []
-    for spec in specs:
-        name = spec.strip().lower()
-        grid += default_grid([name]) if name in KINDS else [parse_perturbation(spec)]
+    for spec in split_specs(specs):
+        name, level = split_spec(spec)
+        grid += (
+            default_grid([name]) if name in KINDS and level is None else [parse_perturbation(spec)]
+        )
     if not grid:
         raise ConfigError(f"no perturbations given; known kinds: {known_kinds()}")
     return list(dict.fromkeys(grid))  # drop repeats, keep order

@@ -1,7 +1,10 @@
-"""``evaluate(run_or_ckpt) -> EvalResult``: metrics.json, figures and the run's report.
+"""``evaluate(model) -> EvalResult``: metrics.json, per-image predictions, figures, the report.
 
-For a run's own checkpoint, the threshold chosen on its validation split is also frozen into
-the run's model.json, where ``predict --threshold frozen`` and the service find it.
+Decisions are the scorer's rule: the run's frozen threshold when one belongs to these weights,
+else the arg-max. ``freeze=CRITERION`` is the deliberate step that chooses a threshold on the
+run's validation split and freezes it into model.json, only when that split can support it
+(``realfake.runs.spec.MIN_PER_CLASS`` images of each class); otherwise the rule stays
+and the result says why. The evaluation is also logged to the run's MLflow entry.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from realfake.atomic import check_writable_dir
-from realfake.errors import ConfigError
+from realfake.atomic import check_writable_dir, write_text
+from realfake.errors import ConfigError, DataError
 from realfake.evaluate import figures as F
 from realfake.evaluate.bootstrap import bootstrap_ci
 from realfake.evaluate.metrics import classification_metrics
-from realfake.evaluate.sources import EvalImages, eval_images, validation_decision
-from realfake.evaluate.threshold import CRITERIA
-from realfake.inference import Predictor
+from realfake.evaluate.tracking import log_evaluation
+from realfake.inference import DecisionRule, Scorer, as_scorer
+from realfake.inference.splits import EvalImages, eval_images, run_splits
+from realfake.inference.threshold import FreezeOutcome, freeze_threshold
 from realfake.runs import RunDir, write_json
 from realfake.runs.rundir import write_run_spec
+from realfake.runs.spec import MIN_PER_CLASS, THRESHOLD_CRITERIA
 
 CI_LEVEL = 0.95
+PREDICTIONS = "predictions.csv"  # per image, beside metrics.json: what compare pairs runs on
 
 
 @dataclass
@@ -40,102 +46,176 @@ class EvalResult:
     # and EvalImages.identity() of the images, so that callers can pair evaluations.
     correct: np.ndarray | None = None
     images_identity: str = ""
+    scorer: Scorer | None = None  # the scorer that decided, with the rule frozen if it was
+    freeze: FreezeOutcome | None = None  # what freezing did, when it was asked for
 
 
 def evaluate(
-    run_or_ckpt: str | Path | Predictor,
+    model: Scorer | str | Path,
     data: str | Path | None = None,
     split: str | None = None,
     out: str | Path | None = None,
     *,
-    batch_size: int = 256,
-    tta: bool | None = None,
-    criterion: str = "accuracy",
+    freeze: str | None = None,
+    min_per_class: int = MIN_PER_CLASS,
     n_resamples: int = 1000,
     seed: int = 0,
     figures: bool = True,
     report: bool = True,
+    track: bool = True,
     progress: bool = False,
 ) -> EvalResult:
-    """Score a checkpoint on labelled images (default: its run's test split) and write results."""
+    """Score a model on labelled images (default: its run's test split) and write results."""
     if n_resamples < 0:
         raise ConfigError(f"n_resamples={n_resamples}: give 0 (no interval) or more resamples")
-    if criterion not in CRITERIA:
-        raise ConfigError(f"criterion={criterion!r} is unknown; expected one of {CRITERIA}")
-    predictor = run_or_ckpt if isinstance(run_or_ckpt, Predictor) else Predictor.load(run_or_ckpt)
-    tta = predictor.resolve_tta(tta)  # None: as the run validated and tested
-    run = predictor.run
+    if freeze is not None and freeze not in THRESHOLD_CRITERIA:
+        raise ConfigError(
+            f"freeze criterion {freeze!r} is unknown; expected one of {THRESHOLD_CRITERIA}"
+        )
+    # Freezing replaces any earlier threshold, so the scorer starts from the arg-max then.
+    scorer = as_scorer(model) if freeze is None or isinstance(model, Scorer) else None
+    if scorer is None:
+        scorer = Scorer.open(model, threshold="argmax")  # type: ignore[arg-type]
+    run = scorer.run
     if out is not None:  # checked before any inference: a bad --out fails at once
         check_writable_dir(out, "--out")
     elif run is not None:
         check_writable_dir(run.path, "run directory")
-    images, splits, why_no_data = eval_images(predictor, data, split)
-    decision = validation_decision(
-        predictor, splits, why_no_data, tta=tta, criterion=criterion, batch_size=batch_size
-    )
-    probs = predictor.probabilities(
-        images.split.images, tta=tta, batch_size=batch_size, progress=progress
-    )
+    outcome = None
+    if freeze is not None:
+        scorer, outcome = freeze_on_validation(scorer, freeze, min_per_class)
+    images = eval_images(scorer.predictor, data, split)
+    probs = scorer.probabilities(images.split.images, progress=progress)
     labels = images.split.labels.numpy()
-    classes = predictor.classes
-    metrics = classification_metrics(probs, labels, classes, decision.threshold, predictor.positive)
-    predicted = predictor.decide(probs, decision.threshold)
+    classes = scorer.classes
+    threshold = scorer.rule.threshold
+    metrics = classification_metrics(probs, labels, classes, threshold, scorer.positive)
+    predicted = scorer.decide(probs)
     metrics["ci"] = None  # n_resamples=0: no confidence interval
     if n_resamples:
         ci = bootstrap_ci(labels, predicted, len(classes), n_resamples, seed, CI_LEVEL)
         metrics["ci"] = {**ci, "level": CI_LEVEL, "resamples": n_resamples, "seed": seed}
 
-    assert predictor.checkpoint is not None
+    checkpoint = scorer.checkpoint
+    assert checkpoint is not None
     if out is not None:
         out_dir = Path(out)
     elif run is not None:
         out_dir = run.evaluation_dir(data, images.name)
     else:
-        out_dir = predictor.checkpoint.parent / f"{predictor.checkpoint.stem}-eval"
+        out_dir = checkpoint.parent / f"{checkpoint.stem}-eval"
         if data is not None or images.name != "test":
             out_dir = RunDir(out_dir).evaluation_dir(data, images.name)
     record = {
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(predictor.checkpoint.resolve()),
-        "checkpoint_sha256": predictor.sha256,
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": scorer.sha256,
         "run": run.name if run is not None else None,
         "data": images.where,
         "data_source": None if data is None else str(data),
         "split": images.name,
         "data_fingerprint": images.fingerprint,
         "images": len(labels),
+        "images_identity": images.identity(),  # which images, in order: pairs evaluations
         "skipped_files": images.skipped,
-        "tta": tta,
-        "threshold": decision.threshold,
-        "threshold_source": decision.source,
-        "threshold_criterion": criterion if decision.threshold is not None else None,
+        "tta": scorer.tta,
+        "threshold": threshold,
+        "decision": scorer.rule_record(),
+        "freeze": None if outcome is None else freeze_record(outcome, freeze),
         "metrics": metrics,
     }
+    write_predictions(out_dir / PREDICTIONS, images, probs, predicted, classes)
     write_json(out_dir / "metrics.json", record)
-    if run is not None and decision.frozen is not None and _is_runs_own(predictor, run):
-        write_run_spec(run, predictor.spec.with_threshold(decision.frozen))
-        predictor.spec = predictor.spec.with_threshold(decision.frozen)
     result = EvalResult(
         out_dir,
         metrics,
         record,
         run_dir=run.path if run else None,
         correct=predicted == labels,
-        images_identity=images.identity(),
+        images_identity=record["images_identity"],
+        scorer=scorer,
+        freeze=outcome,
     )
     if figures:
-        result.figures = write_figures(out_dir, images, probs, metrics, run, predictor.positive)
+        result.figures = write_figures(out_dir, images, probs, metrics, run, scorer.positive)
     if report and run is not None:
         from realfake.evaluate.report import write_report
 
         result.report = write_report(run.path)
+    if track and run is not None:
+        log_evaluation(run, out_dir, record, [*result.figures.values(), result.report])
     return result
 
 
-def _is_runs_own(predictor: Predictor, run: RunDir) -> bool:
-    """Whether the predictor holds the checkpoint a run predicts with (best, else last)."""
-    assert predictor.checkpoint is not None
-    return run.inference_checkpoint().resolve() == predictor.checkpoint.resolve()
+def freeze_on_validation(
+    scorer: Scorer, criterion: str, min_per_class: int
+) -> tuple[Scorer, FreezeOutcome]:
+    """Choose a threshold on the run's validation split and freeze it into model.json, if the
+    split supports it; the scorer then decides with it. Otherwise the scorer is unchanged."""
+    run, positive = scorer.run, scorer.positive
+    if positive is None:
+        raise ConfigError(f"a threshold applies to two classes; this model has {scorer.classes}")
+    if run is None or not _is_runs_own(scorer, run):
+        raise ConfigError(
+            f"{scorer.checkpoint}: a threshold is frozen for the checkpoint a run predicts with "
+            "(its best, else last); evaluate the run directory itself to freeze one"
+        )
+    val = run_splits(scorer.predictor).val
+    if val is None or len(val) == 0:
+        raise DataError(
+            f"{run.path}: the run's data has no validation split to choose a threshold on"
+        )
+    probs = scorer.probabilities(val.images)
+    outcome = freeze_threshold(
+        val.labels.numpy(),
+        probs,
+        scorer.classes,
+        positive,
+        tta=scorer.tta,
+        checkpoint_sha256=scorer.sha256,
+        criterion=criterion,
+        min_per_class=min_per_class,
+    )
+    if outcome.frozen is None:
+        return scorer, outcome
+    write_run_spec(run, scorer.spec.with_threshold(outcome.frozen))
+    rule = DecisionRule(
+        outcome.frozen.value, positive, "frozen", f"frozen: {outcome.frozen.source}", outcome.frozen
+    )
+    return scorer.with_rule(rule), outcome
+
+
+def freeze_record(outcome: FreezeOutcome, criterion: str | None) -> dict[str, Any]:
+    return {
+        "criterion": criterion,
+        "frozen": outcome.frozen is not None,
+        "why": outcome.why,
+        "val_accuracy_argmax": outcome.val_accuracy_argmax,
+        "val_accuracy_frozen": outcome.val_accuracy_frozen,
+    }
+
+
+def _is_runs_own(scorer: Scorer, run: RunDir) -> bool:
+    """Whether the scorer holds the checkpoint a run predicts with (best, else last)."""
+    assert scorer.checkpoint is not None
+    return run.inference_checkpoint().resolve() == scorer.checkpoint.resolve()
+
+
+def write_predictions(
+    path: Path, images: EvalImages, probs: np.ndarray, predicted: np.ndarray, classes: list[str]
+) -> Path:
+    """Per image: name, true and predicted class, probabilities (what compare pairs on)."""
+    labels = images.split.labels.numpy()
+    table = pd.DataFrame(
+        {
+            "filename": images.split.names,
+            "label": [classes[k] for k in labels.tolist()],
+            "predicted": [classes[k] for k in predicted.tolist()],
+            **{f"prob_{c}": probs[:, k] for k, c in enumerate(classes)},
+        }
+    )
+    write_text(path, table.to_csv(index=False, float_format="%.6f"))
+    return path
 
 
 def write_figures(

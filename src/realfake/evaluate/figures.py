@@ -19,7 +19,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from realfake.atomic import replacing
 from realfake.evaluate.metrics import ECE_BINS
-from realfake.inference.decision import decide
+from realfake.inference.rule import decide
 
 DPI = 120
 # 32 px images are unreadable at print size; enlarging by an integer factor with nearest

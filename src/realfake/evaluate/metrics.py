@@ -26,7 +26,7 @@ from sklearn.metrics import (
 )
 from torchmetrics.classification import MulticlassCalibrationError
 
-from realfake.inference.decision import decide
+from realfake.inference.rule import decide
 
 # 15 equal-width bins, as in Guo et al. 2017 ("On Calibration of Modern Neural Networks").
 ECE_BINS = 15

@@ -97,9 +97,18 @@ def per_class_rows(metrics: dict[str, Any]) -> list[list[Cell]]:
 PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "AP"]
 
 
+def decision_text(record: dict[str, Any]) -> str:
+    """The rule that decided an evaluation, in one line (older records: their threshold)."""
+    decision = record.get("decision")
+    if decision:
+        return str(decision["text"])
+    threshold = record.get("threshold")
+    positive = record["metrics"].get("positive_class")
+    return "arg-max" if threshold is None else f"P({positive}) >= {threshold:.4f}"
+
+
 def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
     m = record["metrics"]
-    threshold = record.get("threshold")
     doc.add(
         Items(
             [
@@ -107,13 +116,7 @@ def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
                 ("images", record["images"]),
                 ("files that failed to decode", record.get("skipped_files", 0)),
                 ("data fingerprint", record.get("data_fingerprint")),
-                (
-                    "decision",
-                    "arg-max"
-                    if threshold is None
-                    else f"P({m['positive_class']}) >= "
-                    f"{threshold:.4f}, {record['threshold_source']}",
-                ),
+                ("decision", decision_text(record)),
                 ("flip test-time augmentation", "yes" if record.get("tta") else "no"),
                 ("checkpoint", record["checkpoint"]),
                 ("evaluated", record.get("evaluated_at")),

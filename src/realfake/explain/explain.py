@@ -13,7 +13,7 @@ from realfake.data.loader import load_images
 from realfake.errors import DataError
 from realfake.explain.gradcam import gradcam
 from realfake.explain.overlay import overlay
-from realfake.inference import Predictor
+from realfake.inference import Scorer, as_scorer
 
 
 @dataclass
@@ -40,25 +40,23 @@ def _distinct(path: Path, taken: set[Path]) -> Path:
 
 
 def explain(
-    checkpoint: str | Path,
+    model: Scorer | str | Path,
     images: str | Path,
     out: str | Path,
     *,
     target: str | None = None,
     size: int = 256,
     limit: int | None = None,
-    batch_size: int = 64,
-    tta: bool | None = None,
-    threshold: float | None = None,
-    device: str = "cpu",
 ) -> list[Explained]:
     """Write ``out/<path of each image>_<class>_<probability>.png`` overlays; return what was done.
 
-    ``target`` explains one class for every image (default: each image's predicted class).
-    Predictions are the predictor's (the run's TTA unless ``tta`` says otherwise; arg-max unless
-    ``threshold`` is given); the map explains the network's score for the class on the image.
+    ``target`` explains one class for every image (default: each image's decided class).
+    Decisions are the scorer's (its TTA and rule, as every other command decides); the map
+    explains the network's score for the class on the image.
     """
-    predictor = Predictor.load(checkpoint, device=device)
+    scorer = as_scorer(model)
+    predictor = scorer.torch_predictor("Grad-CAM needs the network's gradients")
+    batch_size = scorer.batch_size
     if target is not None and target not in predictor.classes:
         raise DataError(f"target class '{target}' is not one of {predictor.classes}")
     data = load_images(images, predictor.image_size, predictor.spec.resize, labelled=False)
@@ -71,8 +69,8 @@ def explain(
     taken: set[Path] = set()  # images whose safe names collide keep distinct overlays
     for start in range(0, n, batch_size):
         batch = split.images[start : min(n, start + batch_size)]
-        probs = predictor.probabilities(batch, tta=tta, batch_size=batch_size)
-        predicted = torch.from_numpy(predictor.decide(probs, threshold))
+        probs = scorer.probabilities(batch)
+        predicted = torch.from_numpy(scorer.decide(probs))
         wanted = (
             predicted
             if target is None

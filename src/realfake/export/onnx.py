@@ -32,6 +32,7 @@ from realfake.inference.onnx import (
     OnnxPredictor,
 )
 from realfake.inference.predictor import Predictor, tta_probabilities
+from realfake.inference.rule import frozen_for
 
 # 18 is the oldest opset torch's exporter (torch.export based, the default since torch 2.9)
 # writes without a version conversion; ONNX Runtime has run it since 1.14.
@@ -77,7 +78,11 @@ def export_onnx(
         else Predictor.load(ref_or_predictor)
     )
     flip = predictor.resolve_tta(tta)
-    spec = predictor.spec
+    # The threshold frozen for these weights travels with the graph (the run's model.json
+    # holds it); the scorer that loads the graph checks it against the baked-in TTA.
+    run_spec = predictor.run.spec if predictor.run is not None else None
+    frozen, _ = frozen_for(predictor.spec, predictor.sha256, run_spec)
+    spec = predictor.spec.with_threshold(frozen)
     # Exported on the CPU from a contiguous fp32 copy: the predictor (maybe on a GPU, maybe
     # channels_last) is left as it was.
     model = copy.deepcopy(predictor.model).cpu().float().eval()

@@ -1,23 +1,31 @@
 """Inference: a trained run or checkpoint turned into probabilities and decisions, no Lightning.
 
-predictor   BasePredictor (decode, resize, batches, threshold, decision: shared by backends);
-            Predictor: the network run with torch (normalise, flip TTA, probabilities)
+predictor   BasePredictor (decode, resize, batches: shared by backends); Predictor: the network
+            run with torch (normalise, flip TTA, probabilities)
 onnx        OnnxPredictor: an exported .onnx file run with ONNX Runtime (imported on load)
 backends    load_predictor: a run, .ckpt or .onnx with the backend it needs
-decision    the decision rule (threshold on P(positive), else arg-max)
+rule        the decision rule (arg-max, or a threshold frozen for the weights) and its reason
+threshold   freezing a threshold on validation, only when the split can support it
+scorer      Scorer: predictor + TTA + batch size + rule, the one owner of images → decision
+splits      labelled images to score: a run's own splits rebuilt, or any labelled source
 table       a prediction table (CSV) for every image file of a folder or archive
 """
 
 from realfake.inference.backends import BACKENDS, load_predictor
 from realfake.inference.onnx import OnnxPredictor
-from realfake.inference.predictor import BasePredictor, Prediction, Predictor, tta_probabilities
+from realfake.inference.predictor import BasePredictor, Predictor, tta_probabilities
+from realfake.inference.rule import DecisionRule
+from realfake.inference.scorer import Decision, Scorer, as_scorer
 
 __all__ = [
     "BACKENDS",
     "BasePredictor",
+    "Decision",
+    "DecisionRule",
     "OnnxPredictor",
-    "Prediction",
     "Predictor",
+    "Scorer",
+    "as_scorer",
     "load_predictor",
     "tta_probabilities",
 ]

@@ -119,7 +119,7 @@ class OnnxPredictor(BasePredictor):
         if not isinstance(stored, dict):
             raise CheckpointError(f"{path}: metadata {META_SPEC} is not a JSON object")
         # The spec of this predictor says what the graph does: TTA is fixed at export. The
-        # frozen threshold keeps the TTA it was chosen with, so frozen_threshold() can check.
+        # frozen threshold keeps the TTA it was chosen with, so the scorer's rule can check.
         spec = ModelSpec.from_dict(
             {**stored, "flip_tta": flip == "true"}, f"{path} metadata {META_SPEC}"
         )
@@ -142,9 +142,6 @@ class OnnxPredictor(BasePredictor):
                 f"with{'' if tta else 'out'} it"
             )
         return baked
-
-    def _no_threshold_hint(self, where: Path | None) -> str:
-        return "run `realfake evaluate RUN`, then export the run again"
 
     def _forward(self, images: torch.Tensor, flip: bool) -> np.ndarray:
         size = self.spec.image_size

@@ -1,19 +1,15 @@
 """The Predictor: a trained network with its preprocessing and decision rule, without Lightning.
 
-``BasePredictor`` holds what every backend shares (spec, decoding and resizing, batching, the
-frozen threshold, the decision); ``Predictor`` runs the network with torch and
-``realfake.inference.onnx.OnnxPredictor`` runs an exported graph with ONNX Runtime.
-
-Every consumer turns images into probabilities and decisions through it: ``evaluate``,
-``predict``, the robustness grid and audits, Grad-CAM, comparisons and the HTTP service. So the
-same run gives the same probabilities, the same threshold and the same labels everywhere.
+``BasePredictor`` holds what every backend shares (spec, decoding and resizing, batching);
+``Predictor`` runs the network with torch and ``realfake.inference.onnx.OnnxPredictor`` runs an
+exported graph with ONNX Runtime. Decisions are the ``Scorer``'s (``realfake.inference.scorer``),
+which wraps a predictor with its TTA, batch size and decision rule.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Union
@@ -25,7 +21,6 @@ from torch import nn
 from realfake.data.augment import normalize
 from realfake.data.decode import decode_image, describe_failure, prepare_image
 from realfake.errors import CheckpointError, ConfigError, DataError
-from realfake.inference.decision import decide
 from realfake.runs import (
     ModelSpec,
     RunDir,
@@ -33,23 +28,12 @@ from realfake.runs import (
     file_sha256,
     load_checkpoint,
     model_state,
-    read_json,
     resolve_checkpoint,
 )
 
 # One image as a caller may hold it: a file path, encoded bytes, a PIL image or a uint8 tensor
 # 3×H×W of any size.
 ImageInput = Union[str, Path, bytes, "PIL.Image.Image", torch.Tensor]  # noqa: F821
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The decision on one image."""
-
-    label: str
-    index: int
-    probabilities: dict[str, float]  # per class, summing to 1
-    threshold: float | None  # on P(positive class); None: arg-max
 
 
 def tta_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -66,11 +50,11 @@ def tta_probabilities(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Te
 
 
 class BasePredictor(ABC):
-    """Spec, preprocessing and decision rule shared by every backend; subclasses run the network.
+    """Spec and preprocessing shared by every backend; subclasses run the network.
 
     A backend implements ``_forward`` (prepared uint8 images in, probabilities out); decoding,
-    resizing, batching, thresholds and decisions live here once, so the torch and ONNX Runtime
-    predictors of one run give the same labels by construction.
+    resizing and batching live here once, so the torch and ONNX Runtime predictors of one run
+    give the same probabilities by construction.
     """
 
     backend: str  # what runs the network: "torch", "onnx"
@@ -199,53 +183,6 @@ class BasePredictor(ABC):
                 bar.close()
         return out
 
-    def frozen_threshold(self, tta: bool | None = None) -> float:
-        """The threshold `realfake evaluate` froze for these weights, checked against ``tta``."""
-        if self.positive is None:
-            raise ConfigError(f"a threshold applies to two classes; this model has {self.classes}")
-        frozen = self.spec.threshold
-        where = self.run.path if self.run is not None else self.checkpoint
-        if frozen is None:
-            hint = self._no_threshold_hint(where)
-            raise CheckpointError(
-                f"no frozen threshold for {self.checkpoint} ({hint}); or pass --threshold 0.NN"
-            )
-        if frozen.tta != self.resolve_tta(tta):
-            raise ConfigError(
-                f"the frozen threshold of {where} was chosen with flip TTA "
-                f"{'on' if frozen.tta else 'off'}; predict with{'' if frozen.tta else 'out'} "
-                "TTA (--tta/--no-tta) or pass --threshold 0.NN"
-            )
-        return frozen.value
-
-    def _no_threshold_hint(self, where: Path | None) -> str:
-        return f"run `realfake evaluate {where}` first" if self.run else "it is not in a run"
-
-    def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Class index per row: P(positive) >= ``threshold`` (binary), else the arg-max."""
-        if threshold is not None and self.positive is None:
-            raise ConfigError(f"a threshold applies to two classes; this model has {self.classes}")
-        return decide(probs, threshold, self.positive if self.positive is not None else 1)
-
-    def predict(
-        self,
-        images: Sequence[ImageInput] | torch.Tensor,
-        *,
-        tta: bool | None = None,
-        threshold: float | None = None,
-        batch_size: int = 256,
-    ) -> list[Prediction]:
-        """A decision per image (``threshold`` None: arg-max)."""
-        probs = self.probabilities(images, tta=tta, batch_size=batch_size)
-        chosen = self.decide(probs, threshold)
-        classes = self.classes
-        return [
-            Prediction(
-                classes[k], int(k), dict(zip(classes, map(float, p), strict=True)), threshold
-            )
-            for k, p in zip(chosen.tolist(), probs, strict=True)
-        ]
-
 
 class Predictor(BasePredictor):
     """Network, spec and device of one checkpoint, ready to turn images into decisions."""
@@ -268,11 +205,7 @@ class Predictor(BasePredictor):
 
     @classmethod
     def load(cls, ref: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """A checkpoint file, or a run directory's best (else last) checkpoint.
-
-        The threshold ``realfake evaluate`` froze is taken from the run's model.json when it
-        was chosen for these very weights (same SHA-256).
-        """
+        """A checkpoint file, or a run directory's best (else last) checkpoint."""
         path, run = resolve_checkpoint(ref)
         ckpt = load_checkpoint(path)
         spec = checkpoint_spec(ckpt, path)
@@ -284,15 +217,7 @@ class Predictor(BasePredictor):
                 f"{path}: the weights do not fit model {spec.model!r} ({str(exc).splitlines()[0]})"
             ) from None
         hp = ckpt.get("hyper_parameters") or {}
-        predictor = cls(model, spec, path, run, device, hp.get("config"))
-        if run is not None:
-            saved = read_json(run.spec)
-            frozen = saved.get("threshold") if saved else None
-            if frozen and frozen.get("checkpoint_sha256") == predictor.sha256:
-                predictor.spec = spec.with_threshold(
-                    ModelSpec.from_dict(saved, str(run.spec)).threshold
-                )
-        return predictor
+        return cls(model, spec, path, run, device, hp.get("config"))
 
     @torch.inference_mode()
     def _forward(self, images: torch.Tensor, flip: bool) -> np.ndarray:

@@ -6,6 +6,7 @@ prob_<class> per class, error (empty unless the file could not be decoded).
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 from realfake.atomic import write_text
 from realfake.data.layout import UNLABELLED
 from realfake.data.loader import SkippedImagesWarning, load_images
-from realfake.inference.predictor import BasePredictor
+from realfake.inference.scorer import Scorer
 
 
 @dataclass
@@ -25,28 +26,20 @@ class Predictions:
     ignored: list[str]  # files left out because their extension is not an image's
 
 
-def prediction_table(
-    predictor: BasePredictor,
-    source: str | Path,
-    *,
-    batch_size: int = 256,
-    tta: bool | None = None,
-    threshold: float | None = None,
-    progress: bool = False,
-) -> Predictions:
-    """The table for every image file under ``source``; ``threshold`` None decides by arg-max.
+def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = False) -> Predictions:
+    """The table for every image file under ``source``, decided by the scorer's rule.
 
     Images are decoded by the data layer's loader (its cache and parallel decoding), at the
     model's size and resize policy, so they are the pixels evaluation scores.
     """
-    classes = predictor.classes
+    classes = scorer.classes
     with warnings.catch_warnings():
         # Each unreadable file becomes an error row below, which says more than one warning.
         warnings.simplefilter("ignore", SkippedImagesWarning)
-        data = load_images(source, predictor.image_size, predictor.spec.resize, labelled=False)
+        data = load_images(source, scorer.image_size, scorer.spec.resize, labelled=False)
     split = data.splits[UNLABELLED]
-    probs = predictor.probabilities(split.images, tta=tta, batch_size=batch_size, progress=progress)
-    predicted = predictor.decide(probs, threshold)
+    probs = scorer.probabilities(split.images, progress=progress)
+    predicted = scorer.decide(probs)
     good = pd.DataFrame(
         {
             "filename": split.names,
@@ -71,8 +64,21 @@ def prediction_table(
     return Predictions(table, list(getattr(data, "ignored_files", [])))
 
 
-def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
-    """The table as CSV, written atomically; empty cells where an error row has no value."""
+def write_predictions(table: pd.DataFrame, path: str | Path, scorer: Scorer) -> tuple[Path, Path]:
+    """The table as CSV and, beside it, ``NAME.meta.json``: the model and the decision rule.
+
+    Both written atomically; empty cells where an error row has no value.
+    """
     path = Path(path)
     write_text(path, table.to_csv(index=False, float_format="%.6f"))
-    return path
+    meta = path.with_name(f"{path.stem}.meta.json")
+    record = {
+        "predictions": path.name,
+        "model": scorer.spec.model,
+        "checkpoint": None if scorer.checkpoint is None else scorer.checkpoint.name,
+        "backend": scorer.backend,
+        "classes": scorer.classes,
+        "decision": scorer.rule_record(),
+    }
+    write_text(meta, json.dumps(record, indent=2) + "\n")
+    return path, meta

@@ -3,7 +3,7 @@
 A grid entry is a perturbation (``realfake.data.perturbations``: ``jpeg:50``, ``blur:1``, ...) or
 a white-box L∞ attack on the checkpoint under test (``realfake.attacks``): ``fgsm:EPS`` (one step
 of ε) and ``pgd:EPS`` (20 steps of α = 2.5·ε/20 from a random start), ε = EPS/255 of the pixel
-range, against the predictor's own function (normalisation and flip TTA) and the true labels.
+range, against the scorer's own function (normalisation and flip TTA) and the true labels.
 Attacked images are rounded back to uint8 before they are scored, as an attacked file would be.
 Attacks are not in the default grid (PGD with flip TTA costs 40 forward and backward passes per
 image, and the grid's mean is a figure of common corruptions); ``--perturbations fgsm,pgd`` adds
@@ -25,10 +25,17 @@ import torch
 from realfake.atomic import replacing
 from realfake.attacks.linf import ATTACKS, Attack, known_attacks, parse_attacks
 from realfake.attacks.whitebox import attack_images
-from realfake.data.perturbations import KINDS, Perturbation, known_kinds, parse_grid
+from realfake.data.perturbations import (
+    KINDS,
+    Perturbation,
+    known_kinds,
+    parse_grid,
+    split_spec,
+    split_specs,
+)
 from realfake.errors import ConfigError
-from realfake.evaluate.sources import eval_images, validation_decision
-from realfake.inference import Predictor
+from realfake.inference import Scorer, as_scorer
+from realfake.inference.splits import eval_images
 from realfake.robustness.scores import METRICS, score
 
 if TYPE_CHECKING:
@@ -57,8 +64,8 @@ class RobustnessRow:
 class RobustnessReport:
     rows: list[RobustnessRow]  # clean first, then the grid in order
     classes: list[str]
-    threshold: float | None  # frozen on clean validation data (binary only)
-    threshold_from: str
+    threshold: float | None  # the scorer's rule: a frozen threshold (binary), else None
+    decision: str  # the rule that decided, in words
     positive: str | None  # the class scored as positive by F1 and AP
     checkpoint: str = ""
     data: str = ""
@@ -101,18 +108,16 @@ def parse_entries(specs: Sequence[str] | str | None) -> list[Entry]:
     levels (an attack's: ε 1, 2, 4 and 8); None: the default grid (no attacks)."""
     if specs is None:
         return list(parse_grid(None))
-    if isinstance(specs, str):
-        specs = [s for s in specs.split(",") if s.strip()]
     entries: list[Entry] = []
-    for spec in specs:
-        kind = spec.strip().partition(":")[0].strip().lower()
+    for spec in split_specs(specs):
+        kind, _ = split_spec(spec)
         if kind in ATTACKS:
             entries += parse_attacks(spec)
         elif kind in KINDS:
             entries += parse_grid([spec])
         else:
             raise ConfigError(
-                f"perturbation '{spec.strip()}': unknown kind '{kind}'; expected KIND:LEVEL "
+                f"perturbation '{spec}': unknown kind '{kind}'; expected KIND:LEVEL "
                 f"such as jpeg:50 or pgd:4. Known kinds: {known_kinds()}. Attacks on the model "
                 f"(EPS in 1/255): {known_attacks()}"
             )
@@ -183,61 +188,50 @@ def evaluate_grid(
 
 
 def robustness_report(
-    checkpoint: str | Path | Predictor,
+    model: Scorer | str | Path,
     data: str | Path | None = None,
     perturbations: Sequence[str] | str | None = None,
     *,
     split: str | None = None,
     seed: int = 0,
-    batch_size: int = 256,
-    tta: bool | None = None,
-    device: str = "cpu",
 ) -> RobustnessReport:
-    """Evaluate ``checkpoint`` on clean and perturbed test images (default: its run's test split).
+    """Evaluate ``model`` on clean and perturbed test images (default: its run's test split).
 
-    The images, the predictor's probabilities (the run's flip TTA unless ``tta`` says
-    otherwise) and the threshold chosen on the run's clean validation split are exactly those
-    of ``realfake evaluate``, so the clean row is evaluate's result (0.5 without validation).
+    The images, the scorer's probabilities and its decision rule are exactly those of
+    ``realfake evaluate`` with the same scorer, so the clean row is evaluate's result.
     ``perturbations``: specs as ``parse_entries`` reads them; attacks (``pgd:4``) run white-box
-    against this predictor with ``tta`` and the test labels.
+    against the scorer's function and the test labels.
     """
-    predictor = (
-        checkpoint if isinstance(checkpoint, Predictor) else Predictor.load(checkpoint, device)
-    )
+    scorer = as_scorer(model)
     grid = parse_entries(perturbations)
-    images, splits, why = eval_images(predictor, data, split)
-    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
-
-    def predict(batch: torch.Tensor) -> np.ndarray:
-        return predictor.probabilities(batch, tta=tta, batch_size=batch_size)
+    images = eval_images(scorer.predictor, data, split)
 
     def attacker(attack: Attack, batch: torch.Tensor, labels: torch.Tensor, seed: int):
-        return attack_images(
-            predictor, batch, labels, attack, tta=tta, seed=seed, batch_size=batch_size
-        )
+        return attack_images(scorer, batch, labels, attack, seed=seed)
 
     labels = images.split.labels.numpy()
+    rule = scorer.rule
     rows = evaluate_grid(
-        predict,
+        scorer.probabilities,
         images.split.images,
         labels,
-        predictor.classes,
+        scorer.classes,
         grid,
-        decision.threshold,
+        rule.threshold,
         seed,
-        predictor.positive,
+        scorer.positive,
         # Whole batches per chunk: the clean row then sees the very batches evaluate sees.
-        chunk=max(1, CHUNK // batch_size) * batch_size,
+        chunk=max(1, CHUNK // scorer.batch_size) * scorer.batch_size,
         attacker=attacker,
     )
-    positive = predictor.positive
+    positive = scorer.positive
     return RobustnessReport(
         rows=rows,
-        classes=predictor.classes,
-        threshold=decision.threshold,
-        threshold_from=decision.source,
-        positive=predictor.classes[positive] if positive is not None else None,
-        checkpoint=str(predictor.checkpoint),
+        classes=scorer.classes,
+        threshold=rule.threshold,
+        decision=scorer.describe_rule(),
+        positive=scorer.classes[positive] if positive is not None else None,
+        checkpoint=str(scorer.checkpoint),
         data=images.where,
         seed=seed,
     )

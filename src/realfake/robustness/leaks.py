@@ -13,12 +13,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from realfake.data.loader import ImageSplit, load_images
 from realfake.errors import DataError
+
+if TYPE_CHECKING:
+    from realfake.inference import Scorer
 
 HASH_BITS = 64
 # Byte popcounts, for numpy < 2.0 (which has no np.bitwise_count).
@@ -235,41 +239,36 @@ class LeakFreeScores:
     n_all: int
     n_kept: int
     threshold: float | None
-    threshold_from: str
+    decision: str  # the rule that decided, in words
 
 
 def score_without_leaks(
-    checkpoint: str | Path,
+    model: Scorer | str | Path,
     leaked_names: list[str],
     data: str | Path | None = None,
     split: str | None = None,
-    *,
-    batch_size: int = 256,
-    tta: bool | None = None,
-    device: str = "cpu",
 ) -> LeakFreeScores:
-    """Metrics of ``checkpoint`` on all test images and on those not named in ``leaked_names``.
+    """Metrics of the model on all test images and on those not named in ``leaked_names``.
 
     ``data``/``split`` must name the test images the audit used (None: the run's test split).
-    Images, probabilities and threshold are those of ``realfake evaluate``.
+    Images, probabilities and the decision rule are those of ``realfake evaluate``.
     """
-    from realfake.evaluate.sources import eval_images, validation_decision
-    from realfake.inference import Predictor
+    from realfake.inference import as_scorer
+    from realfake.inference.splits import eval_images
     from realfake.robustness.scores import score
 
-    predictor = Predictor.load(checkpoint, device=device)
-    found, splits, why = eval_images(predictor, data, split)
-    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
-    probs = predictor.probabilities(found.split.images, tta=tta, batch_size=batch_size)
+    scorer = as_scorer(model)
+    found = eval_images(scorer.predictor, data, split)
+    probs = scorer.probabilities(found.split.images)
     labels = found.split.labels.numpy()
     leaked = set(leaked_names)
     keep = np.array([name not in leaked for name in found.split.names], bool)
-    classes, positive, threshold = predictor.classes, predictor.positive, decision.threshold
+    classes, positive, threshold = scorer.classes, scorer.positive, scorer.rule.threshold
     return LeakFreeScores(
         all=score(probs, labels, classes, threshold, positive),
         kept=score(probs[keep], labels[keep], classes, threshold, positive),
         n_all=len(labels),
         n_kept=int(keep.sum()),
         threshold=threshold,
-        threshold_from=decision.source,
+        decision=scorer.describe_rule(),
     )

@@ -26,8 +26,8 @@ import torchvision.transforms.v2.functional as TF
 from realfake.data.cifar10 import CIFAR10_CLASSES, cifar10_class
 from realfake.data.perturbations import jpeg
 from realfake.errors import DataError
-from realfake.evaluate.sources import eval_images, validation_decision
-from realfake.inference import Predictor
+from realfake.inference import Scorer, as_scorer
+from realfake.inference.splits import eval_images
 
 CHUNK = 2048  # images transformed at once
 
@@ -64,7 +64,7 @@ class ShortcutAudit:
     unparsed: int  # test images whose file names carry no CIFAR-10 class
     clean_accuracy: float
     threshold: float | None
-    threshold_from: str
+    decision: str  # the rule that decided, in words
     data: str
     classes: list[str] = field(default_factory=list)
 
@@ -92,25 +92,20 @@ def per_class_accuracy(
 
 
 def audit_shortcuts(
-    checkpoint: str | Path | Predictor,
+    model: Scorer | str | Path,
     data: str | Path | None = None,
     *,
     split: str | None = None,
     jpeg_qualities: tuple[int, ...] = (95, 75, 50),
     sizes: tuple[int, ...] = (24, 48, 64),
-    batch_size: int = 256,
-    tta: bool | None = None,
-    device: str = "cpu",
 ) -> ShortcutAudit:
-    """Run the three shortcut probes on ``checkpoint``'s test images (or ``data``).
+    """Run the three shortcut probes on the model's test images (or ``data``).
 
-    Images, probabilities and the frozen threshold are those of ``realfake evaluate``.
+    Images, probabilities and the decision rule are those of ``realfake evaluate`` with the
+    same scorer.
     """
-    predictor = (
-        checkpoint if isinstance(checkpoint, Predictor) else Predictor.load(checkpoint, device)
-    )
-    found, splits, why = eval_images(predictor, data, split)
-    decision = validation_decision(predictor, splits, why, tta=tta, batch_size=batch_size)
+    scorer = as_scorer(model)
+    found = eval_images(scorer.predictor, data, split)
     images, labels = found.split.images, found.split.labels.numpy()
 
     def predicted_after(
@@ -118,10 +113,8 @@ def audit_shortcuts(
     ) -> np.ndarray:
         parts = [np.zeros(0, np.int64)]
         for s in range(0, images.shape[0], CHUNK):
-            probs = predictor.probabilities(
-                transform(images[s : s + CHUNK]), tta=tta, batch_size=batch_size, resize=resize
-            )
-            parts.append(predictor.decide(probs, decision.threshold))
+            probs = scorer.probabilities(transform(images[s : s + CHUNK]), resize=resize)
+            parts.append(scorer.decide(probs))
         return np.concatenate(parts)
 
     clean = predicted_after(lambda x: x)
@@ -134,7 +127,7 @@ def audit_shortcuts(
             JpegProbe(q, clean_acc, float(np.mean(out == labels)), float(np.mean(out != clean)))
         )
 
-    per_class, unparsed = per_class_accuracy(found.split.names, labels, clean, predictor.classes)
+    per_class, unparsed = per_class_accuracy(found.split.names, labels, clean, scorer.classes)
 
     size_rows = []
     for size in sizes:
@@ -146,7 +139,7 @@ def audit_shortcuts(
         except RuntimeError as exc:  # a model whose head needs a fixed size
             size_rows.append(SizeRow(size, float("nan"), float("nan"), str(exc).splitlines()[0]))
             continue
-        note = "the model's own size" if size == predictor.image_size else ""
+        note = "the model's own size" if size == scorer.image_size else ""
         size_rows.append(
             SizeRow(size, float(np.mean(out == labels)), float(np.mean(out != clean)), note)
         )
@@ -156,8 +149,8 @@ def audit_shortcuts(
         sizes=size_rows,
         unparsed=unparsed,
         clean_accuracy=clean_acc,
-        threshold=decision.threshold,
-        threshold_from=decision.source,
+        threshold=scorer.rule.threshold,
+        decision=scorer.describe_rule(),
         data=found.where,
-        classes=predictor.classes,
+        classes=scorer.classes,
     )

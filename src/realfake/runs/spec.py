@@ -17,6 +17,11 @@ from realfake.errors import CheckpointError
 SPEC_VERSION = 1
 RESIZE_POLICIES = ("stretch", "center_crop")
 THRESHOLD_CRITERIA = ("accuracy", "youden")
+# Validation images of each class a frozen threshold needs: with n images, the 95% interval of
+# that class's recall is at most ±1.96·sqrt(0.25/n) wide (normal approximation at p = 0.5),
+# ±4.9 points at n = 400. Below that, what a threshold buys on validation is within the noise
+# of which images were drawn (realfake.inference.threshold uses it).
+MIN_PER_CLASS = 400
 
 
 def default_positive_class(classes: Sequence[str]) -> str | None:

@@ -1,8 +1,9 @@
 """Compare finished runs: one row per run (or mean ± std per arm), written as MD, CSV and HTML.
 
 Test figures come from ``evaluate`` on each run's own test split (reused from its metrics.json
-when that scored the same checkpoint); validation figures are the epoch of the checkpoint,
-i.e. the best epoch by the run's monitored metric, so every column describes the same weights.
+and per-image predictions.csv when they scored the same checkpoint with the same rule);
+validation figures are the epoch of the checkpoint, i.e. the best epoch by the run's monitored
+metric, so every column describes the same weights.
 Arms scored on the same test images are also tested against the best arm, image by image
 (``realfake.evaluate.significance``), with the decisions the test acc column counts.
 """
@@ -20,13 +21,12 @@ import numpy as np
 import pandas as pd
 
 from realfake.atomic import write_text
-from realfake.errors import CheckpointError, RealfakeError
-from realfake.evaluate.evaluation import evaluate
+from realfake.errors import CheckpointError
+from realfake.evaluate.evaluation import PREDICTIONS, evaluate
 from realfake.evaluate.figures import plot_study_curves
 from realfake.evaluate.markup import Document, Paragraph, Table
 from realfake.evaluate.significance import mcnemar_exact, paired_bootstrap
-from realfake.evaluate.sources import eval_images
-from realfake.inference import Predictor
+from realfake.inference import Scorer
 from realfake.models import count_macs, count_params
 from realfake.runs import RunDir, read_json
 
@@ -48,8 +48,8 @@ COLUMNS = (
 NUMERIC = [c for c, _, _ in COLUMNS]
 READING = (
     "Validation columns: the epoch of the evaluated checkpoint (arg-max accuracy). Test columns: "
-    "each run's test split, binary decisions at the threshold frozen on validation (the arg-max "
-    "accuracy beside it); precision, recall and F1 are macro averages."
+    "each run's test split, decided by each run's rule (a threshold frozen on validation, else "
+    "the arg-max; the arg-max accuracy beside it); precision, recall and F1 are macro averages."
 )
 # The paired tests against the best arm: resamples and seed of the bootstrap (fixed, so a table
 # is reproducible; 2,000 resamples put the 2.5 % and 97.5 % quantiles ~50 resamples deep).
@@ -103,36 +103,32 @@ class Comparison:
 
 
 def _own_test_scores(
-    predictor: Predictor, run: RunDir, reevaluate: bool
-) -> tuple[dict[str, Any], Correctness | None]:
-    """The run's test-split evaluation record (its metrics.json when that scored these weights,
-    else a new evaluation), and the per-image correctness when a new evaluation gave it."""
+    scorer: Scorer, run: RunDir, reevaluate: bool
+) -> tuple[dict[str, Any], Correctness]:
+    """The run's test-split evaluation record and per-image correctness: its metrics.json and
+    predictions.csv when they scored these weights with this rule, else a new evaluation."""
     record = read_json(run.evaluation)
-    fresh = (
+    if not reevaluate and _fresh(record, scorer):
+        table = pd.read_csv(run.path / PREDICTIONS, keep_default_na=False)
+        if len(table) == record["images"]:
+            correct = (table["predicted"] == table["label"]).to_numpy()
+            return record, Correctness(correct, record["images_identity"])
+    result = evaluate(scorer, figures=True)
+    return result.record, Correctness(result.correct, result.images_identity)
+
+
+def _fresh(record: dict[str, Any], scorer: Scorer) -> bool:
+    """Whether an evaluation record is of the run's own test split, these weights and rule."""
+    decision = record.get("decision") or {}
+    return bool(
         record
         and record.get("data_source") is None
         and record.get("split") == "test"
-        and record.get("checkpoint_sha256") == predictor.sha256
+        and record.get("checkpoint_sha256") == scorer.sha256
+        and record.get("tta") == scorer.tta
+        and decision.get("threshold") == scorer.rule.threshold
+        and record.get("images_identity")
     )
-    if reevaluate or not fresh:
-        result = evaluate(predictor)
-        return result.record, Correctness(result.correct, result.images_identity)
-    return record, None
-
-
-def image_correctness(predictor: Predictor, record: dict[str, Any]) -> Correctness:
-    """Per-image correctness on the run's test split, decided as ``record`` (its evaluation) was.
-
-    Same images (eval_images), same TTA and threshold (frozen on validation) as the evaluation
-    behind the test acc column, through the predictor's own decision rule.
-    """
-    try:
-        images, _, _ = eval_images(predictor, None, "test")
-    except RealfakeError as exc:
-        return Correctness(None, why=f"its test images cannot be rebuilt here ({exc})")
-    probs = predictor.probabilities(images.split.images, tta=record.get("tta"))
-    correct = predictor.decide(probs, record.get("threshold")) == images.split.labels.numpy()
-    return Correctness(correct, images.identity())
 
 
 def _checkpoint_epoch(run: RunDir, config: dict[str, Any]) -> dict[str, float]:
@@ -159,11 +155,10 @@ def run_scores(run_dir: str | Path, reevaluate: bool = False) -> tuple[dict[str,
     run = RunDir(Path(run_dir))
     if not run.is_run():
         raise CheckpointError(f"{run.path} is not a realfake run directory: it has no config.yaml")
-    predictor = Predictor.load(run.path)
-    record, correctness = _own_test_scores(predictor, run, reevaluate)
+    scorer = Scorer.open(run.path)
+    predictor = scorer.torch_predictor("a comparison counts the network's parameters")
+    record, correctness = _own_test_scores(scorer, run, reevaluate)
     test = record["metrics"]
-    if correctness is None:  # evaluated before: score its test images again, as it decided
-        correctness = image_correctness(predictor, record)
     if correctness.correct is not None and not math.isclose(
         float(correctness.correct.mean()), test["accuracy"], abs_tol=1e-9
     ):

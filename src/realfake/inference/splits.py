@@ -1,14 +1,13 @@
-"""What an evaluation scores and decides with: the images, and the threshold frozen on validation.
+"""Labelled images to score: a run's own splits, rebuilt exactly, or any labelled source.
 
-Images are the run's own splits, rebuilt exactly (same source, split seed and class order), or
-any labelled source. The threshold is chosen on the run's clean validation split; every command
-that decides (evaluate, robustness, audits) takes it from here, with the predictor's TTA.
+The run's splits come from its data config (same source, split seed and class order); any other
+source is read in the model's class order at its size. Every command that scores labelled
+images (evaluate, robustness, audits, compare, threshold freezing) takes them from here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,7 @@ from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, load_splits
 from realfake.data.loader import ImageSplit, SkippedImagesWarning, load_images
 from realfake.errors import DataError, RealfakeError
-from realfake.evaluate.threshold import choose_threshold
-from realfake.inference import Predictor
-from realfake.runs import FrozenThreshold
-
-log = logging.getLogger(__name__)
+from realfake.inference.predictor import BasePredictor
 
 
 @dataclass
@@ -47,20 +42,11 @@ class EvalImages:
         return digest.hexdigest()
 
 
-@dataclass
-class Decision:
-    """How binary decisions are made: threshold on P(positive), and where it came from."""
-
-    threshold: float | None  # None: arg-max (multi-class)
-    source: str
-    frozen: FrozenThreshold | None = None  # set when chosen on the run's validation split
-
-
-def run_splits(predictor: Predictor) -> DataSplits:
+def run_splits(predictor: BasePredictor) -> DataSplits:
     """The run's splits, rebuilt from its data config in the model's class order."""
-    if not predictor.config:
+    if not getattr(predictor, "config", None):
         raise DataError(f"{predictor.checkpoint} holds no training config to rebuild its data from")
-    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), predictor.config["data"])
+    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), predictor.config["data"])  # type: ignore[attr-defined]
     cfg: DataConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.classes = list(predictor.classes)
     # The splits depend only on the data config (split_seed), not on the run's seed.
@@ -86,7 +72,7 @@ def own_split(splits: DataSplits, split: str, where: str) -> EvalImages:
     )
 
 
-def labelled_split(source: str | Path, predictor: Predictor, split: str | None) -> EvalImages:
+def labelled_split(source: str | Path, predictor: BasePredictor, split: str | None) -> EvalImages:
     """Labelled images of any source in the model's class order, at the model's size.
 
     A split tree gives ``split`` (default: test, or its only split); a plain
@@ -121,50 +107,23 @@ def labelled_split(source: str | Path, predictor: Predictor, split: str | None) 
     return EvalImages(images, where, name, data.fingerprint, len(data.skipped))
 
 
-def eval_images(
-    predictor: Predictor, data: str | Path | None, split: str | None
-) -> tuple[EvalImages, DataSplits | None, str]:
-    """The images to score, the run's rebuilt splits (for the threshold) or why they are missing."""
+def eval_images(predictor: BasePredictor, data: str | Path | None, split: str | None) -> EvalImages:
+    """The labelled images to score: ``data`` (any source), else the run's own ``split`` (test)."""
+    if data is not None:
+        return labelled_split(data, predictor, split)
     try:
         splits = run_splits(predictor)
     except RealfakeError as exc:
-        if data is None:
-            raise type(exc)(
-                f"cannot rebuild the run's data to find its {split or 'test'} split ({exc}); "
-                "pass labelled images with --data"
-            ) from exc
-        why = f"the run's data is not readable here: {exc}"
-        log.warning("threshold 0.5: %s", why)
-        return labelled_split(data, predictor, split), None, why
-    if data is None:
-        cfg, split = predictor.config["data"], split or "test"
-        # The test split comes from data.test_source when there is one; train and val never do.
-        source = (cfg.get("test_source") if split == "test" else None) or cfg.get("source")
-        where = source or "the embedded CIFAKE mini set"
-        return own_split(splits, split, where), splits, ""
-    return labelled_split(data, predictor, split), splits, ""
+        raise type(exc)(
+            f"cannot rebuild the run's data to find its {split or 'test'} split ({exc}); "
+            "pass labelled images with --data"
+        ) from exc
+    return own_split(splits, split or "test", run_data_where(predictor, split or "test"))
 
 
-def validation_decision(
-    predictor: Predictor,
-    splits: DataSplits | None,
-    why_no_data: str,
-    *,
-    tta: bool | None = None,
-    criterion: str = "accuracy",
-    batch_size: int = 256,
-) -> Decision:
-    """The binary threshold chosen on the run's validation split (else 0.5), and its origin."""
-    if predictor.positive is None:
-        return Decision(None, "arg-max (multi-class)")
-    if splits is None or splits.val is None or len(splits.val) == 0:
-        return Decision(0.5, f"default 0.5 ({why_no_data or 'the run has no validation split'})")
-    val = splits.val
-    flip = predictor.resolve_tta(tta)
-    probs = predictor.probabilities(val.images, tta=flip, batch_size=batch_size)
-    positive = predictor.positive
-    threshold = choose_threshold(val.labels.numpy(), probs[:, positive], positive, criterion)
-    name = "accuracy" if criterion == "accuracy" else "Youden's J"
-    source = f"chosen on the run's validation split ({len(val)} images, max {name})"
-    frozen = FrozenThreshold(threshold, flip, criterion, source, predictor.sha256)
-    return Decision(threshold, source, frozen)
+def run_data_where(predictor: BasePredictor, split: str) -> str:
+    """Where a split of the run's data comes from, for people."""
+    cfg = getattr(predictor, "config", {})["data"]
+    # The test split comes from data.test_source when there is one; train and val never do.
+    source = (cfg.get("test_source") if split == "test" else None) or cfg.get("source")
+    return source or "the embedded CIFAKE mini set"

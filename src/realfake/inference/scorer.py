@@ -1,0 +1,184 @@
+"""The one owner of "images → decision": a predictor with its device, TTA, batch size and rule.
+
+A ``Scorer`` is built once (at the command line or when the service starts) and passed to every
+consumer: evaluate, predict, robustness, audits, explain, compare, attacks and serve. So the
+same image gets the same probabilities and the same label everywhere, and every answer can say
+which rule decided it (``rule.describe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from realfake.errors import ConfigError
+from realfake.inference.backends import load_predictor
+from realfake.inference.predictor import BasePredictor, ImageInput, Predictor
+from realfake.inference.rule import DecisionRule, resolve_rule
+from realfake.runs import ModelSpec, RunDir
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision on one image, and the threshold that made it (None: arg-max)."""
+
+    label: str
+    index: int
+    probabilities: dict[str, float]  # per class, summing to 1
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Images in, probabilities and decisions out, by one predictor, TTA, batch size and rule."""
+
+    predictor: BasePredictor
+    tta: bool  # flip TTA, resolved (the run's own choice unless asked otherwise)
+    batch_size: int
+    rule: DecisionRule
+
+    @classmethod
+    def build(
+        cls,
+        predictor: BasePredictor,
+        *,
+        tta: bool | None = None,
+        batch_size: int = 256,
+        threshold: str | float | None = None,
+    ) -> Scorer:
+        """A scorer of ``predictor``; ``threshold`` as ``resolve_rule`` reads it (None: run's)."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size}: expected at least 1 image per batch")
+        flip = predictor.resolve_tta(tta)
+        run = predictor.run
+        where = str(run.path if run is not None else predictor.checkpoint or "the model")
+        rule = resolve_rule(
+            predictor.spec,
+            predictor.sha256,
+            run.spec if run is not None else None,
+            flip,
+            threshold,
+            where,
+        )
+        return cls(predictor, flip, batch_size, rule)
+
+    @classmethod
+    def open(
+        cls,
+        ref: str | Path,
+        *,
+        backend: str = "auto",
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        tta: bool | None = None,
+        batch_size: int = 256,
+        threshold: str | float | None = None,
+    ) -> Scorer:
+        """A scorer of a run directory, .ckpt or .onnx file (``load_predictor``'s backends)."""
+        predictor = load_predictor(ref, backend=backend, device=device, threads=threads)
+        return cls.build(predictor, tta=tta, batch_size=batch_size, threshold=threshold)
+
+    def with_rule(self, rule: DecisionRule) -> Scorer:
+        return replace(self, rule=rule)
+
+    # --- what the model is ------------------------------------------------------------------
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.predictor.spec
+
+    @property
+    def classes(self) -> list[str]:
+        return self.predictor.classes
+
+    @property
+    def positive(self) -> int | None:
+        return self.predictor.positive
+
+    @property
+    def image_size(self) -> int:
+        return self.predictor.image_size
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.predictor.checkpoint
+
+    @property
+    def run(self) -> RunDir | None:
+        return self.predictor.run
+
+    @property
+    def sha256(self) -> str:
+        return self.predictor.sha256
+
+    @property
+    def backend(self) -> str:
+        return self.predictor.backend
+
+    def torch_predictor(self, why: str = "this needs the network's gradients") -> Predictor:
+        """The torch predictor (Grad-CAM and white-box attacks need the network), or a
+        ConfigError saying so for an exported graph."""
+        if not isinstance(self.predictor, Predictor):
+            raise ConfigError(
+                f"{self.checkpoint}: {why}; give the run directory or its .ckpt, not an "
+                "exported ONNX graph"
+            )
+        return self.predictor
+
+    def describe_rule(self) -> str:
+        """The rule in one line, e.g. 'arg-max (no threshold was frozen for this model)'."""
+        return self.rule.describe(self.classes)
+
+    def rule_record(self) -> dict[str, Any]:
+        """What every answer records of how it was decided: the rule, TTA and the weights."""
+        return {
+            **self.rule.to_dict(self.classes),
+            "tta": self.tta,
+            "checkpoint_sha256": self.sha256,
+        }
+
+    # --- probabilities and decisions --------------------------------------------------------
+
+    def probabilities(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        *,
+        resize: bool = True,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Class probabilities (N×C float64), with this scorer's TTA and batch size."""
+        return self.predictor.probabilities(
+            images, tta=self.tta, batch_size=self.batch_size, resize=resize, progress=progress
+        )
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Class index per row of probabilities, by this scorer's rule."""
+        return self.rule.decide(probs)
+
+    def decisions(self, probs: np.ndarray) -> list[Decision]:
+        """One Decision per row of probabilities."""
+        classes = self.classes
+        chosen = self.decide(probs)
+        return [
+            Decision(
+                classes[k],
+                int(k),
+                {c: float(p) for c, p in zip(classes, row, strict=True)},
+                self.rule.threshold,
+            )
+            for k, row in zip(chosen.tolist(), probs, strict=True)
+        ]
+
+    def predict(self, images: Sequence[ImageInput] | torch.Tensor) -> list[Decision]:
+        """A decision per image."""
+        return self.decisions(self.probabilities(images))
+
+
+def as_scorer(model: Scorer | str | Path, device: str | torch.device = "cpu") -> Scorer:
+    """``model`` itself, or the default scorer of a run, .ckpt or .onnx path (library use)."""
+    return model if isinstance(model, Scorer) else Scorer.open(model, device=device)
