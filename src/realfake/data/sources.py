@@ -91,11 +91,21 @@ def _build_listing(
     return listing
 
 
+def file_version(st: os.stat_result) -> str:
+    """What changes whenever a file's bytes may have: mtime, inode and ctime.
+
+    Size and mtime alone miss a file replaced by other bytes of the same size whose mtime was
+    set back (``cp -p``, ``touch -r``, archive extraction); the inode changes when a file is
+    replaced by another, and the ctime changes with every write and cannot be set by a user.
+    """
+    return f"{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+
+
 def _archive_stamp(path: Path) -> str:
-    """Cheap identity of an archive: size, mtime and a hash of its first and last 64 KiB.
+    """Cheap identity of an archive: size, version and a hash of its first and last 64 KiB.
 
     Listing member names and sizes would cost 1.3 s for CIFAKE's 60,000-member tar, most of
-    the 2 s budget for loading a cached set; any rewrite of the archive changes its mtime.
+    the 2 s budget for loading a cached set; any rewrite of the archive changes its version.
     """
     st = path.stat()
     digest = hashlib.blake2b(digest_size=16)
@@ -104,7 +114,7 @@ def _archive_stamp(path: Path) -> str:
         if st.st_size > 1 << 17:
             f.seek(-(1 << 16), os.SEEK_END)
         digest.update(f.read(1 << 16))
-    return f"{st.st_size}:{st.st_mtime_ns}:{digest.hexdigest()}"
+    return f"{st.st_size}:{file_version(st)}:{digest.hexdigest()}"
 
 
 class Source:
@@ -125,17 +135,17 @@ class Source:
         raise NotImplementedError
 
     def stamp(self) -> str:
-        """Identity of the files (names, sizes, mtimes or hashes): the cache key's source part."""
+        """Identity of the files (names, sizes, versions or hashes): the cache key's source part."""
         listing = self.listing()
         digest = hashlib.sha256()
         for e in listing.images:
-            digest.update(f"{e.name}\0{e.size}\0{self._mtime(e)}\n".encode())
+            digest.update(f"{e.name}\0{e.size}\0{self._version(e)}\n".encode())
         # Ignored files and empty folders count too: they change what the layout check says.
         digest.update("\0".join(listing.ignored + sorted(listing.dirs)).encode())
         return digest.hexdigest()
 
-    def _mtime(self, entry: Entry) -> int:
-        return 0
+    def _version(self, entry: Entry) -> str:
+        return ""
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, bytes | Exception]]:
         """Bytes of each entry (in archive order), or the exception that reading raised."""
@@ -158,13 +168,13 @@ class FolderSource(Source):
                 full = os.path.join(dirpath, fn)
                 try:
                     st = os.stat(full)
-                    size, mtime = st.st_size, st.st_mtime_ns
+                    size, version = st.st_size, file_version(st)
                 except OSError:  # a dangling link: reading it later reports the failure
-                    size, mtime = 0, 0
-                files.append((f"{rel}/{fn}" if rel else fn, (full, mtime), size, 0))
+                    size, version = 0, ""
+                files.append((f"{rel}/{fn}" if rel else fn, (full, version), size, 0))
         return _build_listing(files, dirs)
 
-    def _mtime(self, entry: Entry) -> int:
+    def _version(self, entry: Entry) -> str:
         return entry.ref[1]
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, bytes | Exception]]:
@@ -186,7 +196,7 @@ class ImageFileSource(FolderSource):
 
     def _list(self) -> Listing:
         st = self.path.stat()
-        ref = (str(self.path), st.st_mtime_ns)
+        ref = (str(self.path), file_version(st))
         return _build_listing([(self.path.name, ref, st.st_size, 0)], set())
 
 
@@ -320,7 +330,7 @@ class ManifestSource(FolderSource):
             if name in seen:
                 raise DataError(f"manifest {self.path} lists {raw} twice; expected each file once")
             seen.add(name)
-            files.append((name, (str(full), st.st_mtime_ns), st.st_size, 0))
+            files.append((name, (str(full), file_version(st)), st.st_size, 0))
             label = (row.get("label") or "").strip() or None
             split = (row.get("split") or "").strip().lower() or None
             rows.append((name, label, split))
