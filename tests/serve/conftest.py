@@ -83,3 +83,11 @@ def client(frozen_run):
     with TestClient(app, raise_server_exceptions=False) as c:
         wait_ready(c)
         yield c
+
+
+@pytest.fixture(scope="module")
+def onnx_client(tiny_onnx):
+    """The app of the frozen tiny run exported to ONNX, ready, in this process."""
+    with TestClient(create_app(str(tiny_onnx), SETTINGS), raise_server_exceptions=False) as c:
+        wait_ready(c)
+        yield c

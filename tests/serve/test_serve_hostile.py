@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import threading
 
 import pytest
@@ -48,7 +49,60 @@ def test_a_decompression_bomb_is_refused_from_its_header(client, side):
         "/predict", files=[("files", ("bomb.png", png_declaring(side, side), "image/png"))]
     )
     assert answer.status_code == 413
-    assert "bomb.png" in answer.json()["detail"] and "pixels" in answer.json()["detail"]
+    detail = answer.json()["detail"]
+    assert "bomb.png" in detail and f"{side * side:,} pixels" in detail
+    # The limit the client can act on is the service's, whichever guard fired first.
+    assert f"the limit is {SETTINGS.max_pixels:,} pixels" in detail
+    assert "DOS" not in detail and "178956970" not in detail
+
+
+def dds_header() -> bytes:
+    """The 128-byte header of a DDS file in a pixel format Pillow does not implement."""
+    fields = struct.pack("<7I", 124, 0x1007, 64, 64, 0, 0, 0) + b"\0" * 44
+    pixel_format = struct.pack("<2I", 32, 0x4) + b"XYZW" + b"\0" * 20
+    return b"DDS " + fields + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_file_pillow_cannot_decode_is_refused_alone_on_both_backends(
+    backend, client, onnx_client, two_images
+):
+    """Pillow raises NotImplementedError for this header: a 415 for it, answers for the rest."""
+    service = client if backend == "torch" else onnx_client
+    good = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in two_images]
+    files = [good[0], ("files", ("odd.dds", dds_header(), "image/vnd-ms.dds")), good[1]]
+    answer = service.post("/predict", files=files)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["label"] is not None for r in results] == [True, False, True]
+    assert results[1]["status"] == 415
+    assert results[1]["error"].startswith("odd.dds: cannot decode (NotImplementedError")
+    alone = service.post("/predict", files=[files[1]])
+    assert alone.status_code == 415 and "odd.dds" in alone.json()["detail"]
+
+
+def test_a_truncated_jpeg_gets_the_sentence_realfake_predict_writes(
+    client, frozen_run, two_images, tmp_path
+):
+    import pandas as pd
+
+    from realfake.cli import main
+
+    data = two_images[0].read_bytes()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "whole.jpg").write_bytes(data)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(frozen_run), str(folder), "--out", str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False).set_index("filename")
+    written = table.loc["cut.jpg", "error"]
+    assert "truncated" in written
+    answer = client.post(
+        "/predict", files=[("files", ("cut.jpg", data[: len(data) // 2], "image/jpeg"))]
+    )
+    assert answer.status_code == 415
+    assert answer.json()["detail"] == f"cut.jpg: {written}"
 
 
 def test_when_every_file_is_refused_the_answer_lists_each(client):
@@ -250,3 +304,186 @@ def test_cors_is_off_unless_configured(client, tiny_run):
 def test_the_default_settings_bind_to_loopback():
     assert ServeSettings().host == "127.0.0.1"
     assert ServeSettings().api_key is None and ServeSettings().cors_origins == ()
+
+
+def _multipart(field: str, name: str, data: bytes, boundary: str = "realfake-test") -> bytes:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_media_types_are_case_insensitive(client, two_images):
+    body = _multipart("files", two_images[0].name, two_images[0].read_bytes())
+    for ctype in ("Multipart/Form-Data", "MULTIPART/FORM-DATA"):
+        answer = client.post(
+            "/predict", content=body, headers={"Content-Type": f"{ctype}; boundary=realfake-test"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"][0]["label"] in ("FAKE", "REAL")
+
+
+def test_a_client_that_aborts_its_upload_is_one_log_line_not_a_server_error(client, caplog):
+    """Half a multipart body, then the client is gone: 499, kind="client_abort", no trace."""
+    body = _multipart("files", "a.png", png_bytes() + b"\0" * 50_000)
+    messages = [
+        {"type": "http.request", "body": body[:20_000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"multipart/form-data; boundary=realfake-test"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    with caplog.at_level(logging.INFO, logger="realfake.serve"):
+        client.portal.call(client.app, scope, receive, send)
+    assert sent[0]["status"] == 499
+    records = [r for r in caplog.records if r.name == "realfake.serve"]
+    assert len(records) == 1 and records[0].exc_info is None, caplog.text
+    assert "left" in records[0].getMessage() and "Traceback" not in caplog.text
+    metrics = client.get("/metrics").text
+    assert 'realfake_errors_total{endpoint="/predict",kind="client_abort"} 1.0' in metrics
+    assert 'kind="internal"' not in metrics
+
+
+def test_head_answers_every_get_endpoint_without_a_body(client):
+    for path in ("/", "/health", "/ready", "/metadata", "/metrics", "/docs", "/openapi.json"):
+        got = client.get(path)
+        head = client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert client.head("/static/app.js").status_code == 200
+    assert client.head("/predict").status_code == 405  # POST only, as GET /predict is
+
+
+def test_docs_work_offline(client):
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert not re.search(r"(?:https?:)?//[\w.-]+", page.text), "an external URL in /docs"
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        answer = client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+    assert "/openapi.json" in page.text and client.get("/openapi.json").status_code == 200
+
+
+def test_answers_never_carry_server_paths_or_library_text(tiny_run, tmp_path, two_images):
+    from realfake.inference import Predictor
+
+    missing = tmp_path / "deep" / "dir" / "missing"
+    with TestClient(create_app(str(missing), SETTINGS)) as c:
+        _wait_for_load_error(c)
+        answers = [
+            c.get("/health"),
+            c.get("/ready"),
+            c.get("/metadata"),
+            c.post("/predict", files={"files": ("a.png", png_bytes())}),
+        ]
+    assert [a.status_code for a in answers] == [200, 503, 503, 503]
+    assert "missing" in answers[0].json()["error"]  # what failed is still named
+    for answer in answers:
+        assert str(tmp_path) not in answer.text, answer.text
+
+    real = Predictor.load(tiny_run)
+
+    def probabilities(images, **kw):
+        raise RuntimeError(f"CUDA error: an illegal memory access in {tmp_path}/libtorch.so")
+
+    with TestClient(create_app(_Proxy(real, probabilities=probabilities), SETTINGS)) as c:
+        error = _wait_for_load_error(c)
+        predict = c.post("/predict", files={"files": ("a.png", png_bytes())})
+    assert "RuntimeError" in error and "server log" in error
+    for text in (error, predict.text):
+        assert "CUDA" not in text and str(tmp_path) not in text and "Traceback" not in text
+
+
+def _wait_for_load_error(c: TestClient) -> str:
+    for _ in range(1000):
+        error = c.get("/health").json()["error"]
+        if error:
+            return error
+        threading.Event().wait(0.01)
+    raise AssertionError("the model neither loaded nor failed in 10 s")
+
+
+def test_a_threshold_frozen_with_the_other_tta_fails_the_load_with_predicts_sentence(frozen_run):
+    """Never a silent arg-max: the service stays unready and says what predict says."""
+    import dataclasses
+
+    from realfake.errors import ConfigError
+    from realfake.inference import Predictor, Scorer
+    from realfake.serve.model import public_text
+
+    predictor = Predictor.load(frozen_run)
+    predictor.spec = dataclasses.replace(predictor.spec, flip_tta=not predictor.spec.flip_tta)
+    with pytest.raises(ConfigError) as raised:
+        Scorer.build(predictor)
+    with TestClient(create_app(predictor, SETTINGS)) as c:
+        error = _wait_for_load_error(c)
+        ready = c.get("/ready")
+        predict = c.post("/predict", files={"files": ("a.png", png_bytes())})
+        app_service = c.app.state.service
+    assert error == public_text(str(raised.value)) and "flip TTA" in error
+    assert ready.status_code == 503 and ready.json()["detail"] == error
+    assert predict.status_code == 503 and predict.json()["detail"] == error
+    assert isinstance(app_service.load_failure, ConfigError)  # for the server's fail-fast
+
+
+def test_big_uploads_decode_off_the_event_loop(tiny_run):
+    """A 38 KB PNG declaring 6300×6300 pixels (1.2 s to decode here) never stalls /health."""
+    import io
+    import time
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (6300, 6300)).save(buffer, format="PNG")
+    heavy = buffer.getvalue()
+    settings = ServeSettings(max_pixels=40_000_000, max_body_bytes=1024 * 1024)
+    with TestClient(create_app(str(tiny_run), settings)) as c:
+        wait_ready(c)
+        done: list = []
+        worker = threading.Thread(
+            target=lambda: done.append(
+                c.post("/predict", files=[("files", (f"{i}.png", heavy)) for i in range(2)])
+            )
+        )
+        started = time.perf_counter()
+        worker.start()
+        slowest = 0.0
+        while worker.is_alive():
+            t = time.perf_counter()
+            assert c.get("/health").status_code == 200
+            slowest = max(slowest, time.perf_counter() - t)
+            time.sleep(0.01)
+        worker.join()
+        took = time.perf_counter() - started
+    assert done[0].status_code == 200 and len(done[0].json()["results"]) == 2
+    assert took > 0.5  # the decode was real work...
+    assert slowest < min(0.5, took / 2), (slowest, took)  # ...and /health never waited for it
