@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from realfake.cli._common import add_scorer_arguments, open_scorer
+from realfake.data.config import RESIZE_POLICIES
 
 if TYPE_CHECKING:
     from realfake.data.info import DataInfo
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder, split tree, .zip, .tar(.gz) or .csv; default: the embedded CIFAKE mini set",
     )
     info.add_argument("--image-size", type=int, default=32, help="cache resolution (default 32)")
-    info.add_argument("--resize", choices=("stretch", "center_crop"), default="stretch")
+    info.add_argument("--resize", choices=RESIZE_POLICIES, default="stretch")
     info.add_argument(
         "--cache-dir", default=None, help="default $REALFAKE_CACHE or ~/.cache/realfake"
     )

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from realfake.data.config import RESIZE_POLICIES
 from realfake.errors import CheckpointError
 
 SPEC_VERSION = 1
-RESIZE_POLICIES = ("stretch", "center_crop")
 THRESHOLD_CRITERIA = ("accuracy", "youden")
 # Validation images of each class a frozen threshold needs: with n images, the 95% interval of
 # that class's recall is at most ±1.96·sqrt(0.25/n) wide (normal approximation at p = 0.5),
