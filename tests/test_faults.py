@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from realfake.cli import main
 
@@ -119,17 +120,50 @@ def test_two_trainings_with_one_name_cannot_share_the_directory(tmp_path, data_c
     assert not (run / ".lock").exists()
 
 
-def test_a_failed_resume_never_changes_a_finished_run(tiny_copy, capsys):
-    manifest = (tiny_copy / "manifest.json").read_text()
-    results = (tiny_copy / "results.json").read_text()
-    last = tiny_copy / "checkpoints" / "last.ckpt"
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated
-    assert main(["train", "--resume", str(tiny_copy)]) == 2
+def _unfinished(run: Path, status: str = "interrupted") -> Path:
+    """Mark a copy of a run as stopped before it finished (what a kill or a crash leaves)."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": status}))
+    config = run / "config.yaml"  # the copy keeps the tiny run's config but not its tracking
+    config.write_text(config.read_text().replace("mlflow: true", "mlflow: false"))
+    return run
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_resume_with_no_readable_checkpoint_changes_nothing(tiny_copy, capsys):
+    run = _unfinished(tiny_copy)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    _truncate(last)
+    _truncate(best)
+    damaged = {p: p.read_bytes() for p in (last, best)}
+    assert main(["train", "--resume", str(run)]) == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert str(last) in line and "weights_only=False" not in line
-    assert (tiny_copy / "manifest.json").read_text() == manifest
-    assert (tiny_copy / "results.json").read_text() == results
-    assert not (tiny_copy / ".lock").exists()
+    assert str(last) in line and str(best) in line and "weights_only=False" not in line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == {**files, **damaged}
+    assert not (run / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_last_checkpoint_resumes_from_the_intact_best_one(tiny_copy, capsys, caplog):
+    run = _unfinished(tiny_copy, "failed")
+    config = run / "config.yaml"  # a third epoch, so that the resume trains whichever was best
+    config.write_text(config.read_text().replace("max_epochs: 2", "max_epochs: 3"))
+    best = run / "checkpoints" / "best.ckpt"
+    best_epoch = torch.load(best, weights_only=True)["epoch"]
+    _truncate(run / "checkpoints" / "last.ckpt")
+    (run / "checkpoints" / ".last.ckpt.x1y2.part").write_bytes(b"half a checkpoint")
+    assert main(["train", "--resume", str(run)]) == 0
+    said = caplog.text
+    assert f"from checkpoints/best.ckpt (after epoch {best_epoch + 1})" in said
+    assert "last.ckpt is not a realfake checkpoint or is damaged" in said
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0, 1, 2]
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tiny_copy, caplog):
@@ -138,9 +172,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tiny_copy, caplog):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     lock = {"pid": int(dead.stdout), "host": socket.gethostname(), "since": "then"}
+    _unfinished(tiny_copy)
     (tiny_copy / ".lock").write_text(json.dumps(lock))
-    config = tiny_copy / "config.yaml"
-    config.write_text(config.read_text().replace("mlflow: true", "mlflow: false"))
     from realfake.train import train
 
     result = train(resume=tiny_copy)
@@ -226,6 +259,36 @@ def test_a_full_disk_keeps_the_previous_file_whole(tiny_run, test_folder, tmp_pa
         assert "No space left" in _one_error_line(capsys.readouterr().err)
         assert out.read_text() == "previous\n"
         assert [p.name for p in full.iterdir()] == ["p.csv"]  # no partial file left behind
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_training_keeps_whole_checkpoints_and_the_run_resumes(tmp_path, data_cache):
+    # 20 MB hold the first best.ckpt (13.2 MB) but not last.ckpt beside it.
+    with _tmpfs(tmp_path / "disk", "size=20m") as disk:
+        run = disk / "full"
+        args = ["train", *TRAIN, "trainer.max_epochs=2", f"runs_dir={disk}", "name=full"]
+        proc = _cli(args, data_cache)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, out + err
+        last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+        line = _one_error_line(err)
+        assert f"cannot write {last}: No space left on device" in line
+        assert f"`realfake train --resume {run}`" in line
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["status"] == "failed" and str(last) in manifest["error"]
+        # No partial last.ckpt and no temporary file: only the checkpoint that was written whole.
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["best.ckpt"]
+        assert torch.load(best, weights_only=True)["epoch"] == 0
+        assert not (run / ".lock").exists()
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = _cli(["train", "--resume", str(run)], data_cache)
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, out + err
+        assert "from checkpoints/best.ckpt (after epoch 1)" in err
+        assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+        assert torch.load(last, weights_only=True)["epoch"] == 1
+        assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0, 1]
 
 
 @pytest.mark.slow

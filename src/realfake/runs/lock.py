@@ -74,7 +74,13 @@ class RunLock:
             return
         raise RunInUseError(f"could not take the lock {self.path}; another process keeps taking it")
 
-    def _handle_existing(self) -> None:
+    def check(self) -> None:
+        """Raise RunInUseError if another live process holds the lock; change nothing."""
+        if self.held or not self.path.exists():
+            return
+        self._handle_existing(take_over=False)
+
+    def _handle_existing(self, take_over: bool = True) -> None:
         try:
             owner = json.loads(self.path.read_text() or "{}")
         except (OSError, json.JSONDecodeError):
@@ -89,8 +95,9 @@ class RunLock:
                     f"run directory {run} is in use by training process {pid} (since "
                     f"{owner.get('since')}); wait for it to end or choose another name=..."
                 )
-            log.warning("%s: taking over the lock of process %d, no longer running", run, pid)
-            self.path.unlink(missing_ok=True)
+            if take_over:
+                log.warning("%s: taking over the lock of process %d, no longer running", run, pid)
+                self.path.unlink(missing_ok=True)
             return
         where = f"process {pid} on host {host}" if pid else "another process"
         raise RunInUseError(

@@ -4,7 +4,8 @@
       config.yaml        the resolved training config
       manifest.json      provenance: code, data, seed, versions, device, status, times
       model.json         the model spec (classes, preprocessing, decision), threshold once frozen
-      metrics.csv        one row per epoch
+      metrics.csv        one row per epoch: losses, accuracies, learning rate (reproducible)
+      throughput.csv     one row per epoch: images/s and seconds (timings, kept out of metrics.csv)
       results.json       final training figures
       tracking.json      the MLflow run id, to reopen it on resume
       checkpoints/       best.ckpt, last.ckpt (Lightning checkpoints with a ``model_spec``)
@@ -27,7 +28,7 @@ from typing import Any
 
 from realfake.atomic import write_text
 from realfake.errors import CheckpointError
-from realfake.runs.spec import ModelSpec
+from realfake.runs.spec import FrozenThreshold, ModelSpec
 
 CHECKPOINT_NAMES = ("best.ckpt", "last.ckpt")  # a run's checkpoint for inference: best, else last
 SPEC_KEY = "model_spec"  # where a checkpoint holds its spec
@@ -58,6 +59,10 @@ class RunDir:
     @property
     def metrics_csv(self) -> Path:
         return self.path / "metrics.csv"
+
+    @property
+    def throughput_csv(self) -> Path:
+        return self.path / "throughput.csv"
 
     @property
     def results(self) -> Path:
@@ -294,4 +299,26 @@ def read_run_spec(run: RunDir) -> ModelSpec | None:
 
 
 def write_run_spec(run: RunDir, spec: ModelSpec) -> None:
+    """Write model.json; a spec without a threshold keeps the run's frozen one if still valid.
+
+    A threshold frozen by ``realfake evaluate`` belongs to the weights whose sha256 it records:
+    while the run's inference checkpoint is still those weights (training rewrites model.json
+    when it starts or resumes), dropping it would silently change every later decision.
+    """
+    if spec.threshold is None:
+        kept = _threshold_of_current_weights(run)
+        if kept is not None:
+            spec = spec.with_threshold(kept)
     write_json(run.spec, spec.to_dict())
+
+
+def _threshold_of_current_weights(run: RunDir) -> FrozenThreshold | None:
+    """The frozen threshold in model.json if it belongs to the run's inference checkpoint."""
+    try:
+        old = read_run_spec(run)
+        checkpoint = run.inference_checkpoint()
+    except CheckpointError:  # no readable model.json or no checkpoint: nothing to keep
+        return None
+    if old is None or old.threshold is None:
+        return None
+    return old.threshold if file_sha256(checkpoint) == old.threshold.checkpoint_sha256 else None

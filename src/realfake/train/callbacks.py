@@ -1,9 +1,10 @@
-"""Callbacks: per-epoch seeding, the per-epoch record (CSV, images/s), plain progress lines, and
-the run's files (written by the first process only)."""
+"""Callbacks: per-epoch seeding, the per-epoch record (metrics and timings), plain progress
+lines, and the run's files (written by the first process only)."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import sys
 import time
@@ -16,23 +17,19 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from realfake.atomic import replacing
+from realfake.errors import OutputError
 from realfake.runs import ModelSpec, RunDir, read_json, write_json
 from realfake.runs.rundir import write_run_spec
+from realfake.runs.tracking import MlflowTracker
 from realfake.train.datamodule import batch_seed
 from realfake.train.provenance import now
-from realfake.train.tracking import MlflowTracker
 
-EPOCH_COLUMNS = (
-    "epoch",
-    "step",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "images_per_s",
-    "epoch_time_s",
-)
+log = logging.getLogger(__name__)
+
+# metrics.csv: what the training computed, identical for the same config, seed and machine kind.
+EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+# throughput.csv: wall-clock timings, which depend on the machine's load, kept apart.
+TIMING_COLUMNS = ("epoch", "images_per_s", "epoch_time_s")
 
 
 class StepSeed(Callback):
@@ -55,15 +52,30 @@ def _scalar(metrics: dict[str, Any], key: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-class EpochRecorder(Callback):
-    """Collect one row per epoch (losses, accuracies, lr, images/s) into metrics.csv and sinks.
+def read_history(run: RunDir) -> list[dict[str, float]]:
+    """The per-epoch rows of metrics.csv joined with throughput.csv's timings (NaN if absent)."""
+    rows: dict[int, dict[str, float]] = {}
+    for path in (run.metrics_csv, run.throughput_csv):
+        if not path.is_file():
+            continue
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                values = {k: float(v) if v else math.nan for k, v in row.items()}
+                rows.setdefault(int(values["epoch"]), {}).update(values)
+    timing = {"images_per_s": math.nan, "epoch_time_s": math.nan}
+    return [{**timing, **rows[epoch]} for epoch in sorted(rows)]
 
-    Rows of epochs that a resumed run will redo are dropped first, so the file always describes
-    the weights in the latest checkpoint.
+
+class EpochRecorder(Callback):
+    """One row per epoch: metrics into metrics.csv, timings into throughput.csv, both to sinks.
+
+    Rows of epochs that a resumed run will redo are dropped first, so the files always describe
+    the weights in the latest checkpoint. Images/s and seconds stay out of metrics.csv: they
+    change with the machine's load, and metrics.csv must not (same config and seed, same bytes).
     """
 
-    def __init__(self, csv_path: Path, sinks: list[Callable[[dict[str, float]], None]]) -> None:
-        self.csv_path = csv_path
+    def __init__(self, run: RunDir, sinks: list[Callable[[dict[str, float]], None]]) -> None:
+        self.run = run
         self.sinks = sinks
         self.history: list[dict[str, float]] = []
         self._loaded = False
@@ -87,21 +99,19 @@ class EpochRecorder(Callback):
         if not trainer.is_global_zero:
             return
         start_epoch = trainer.current_epoch
-        kept: list[dict[str, float]] = []
-        if self.csv_path.exists():
-            with self.csv_path.open(newline="") as fh:
-                for row in csv.DictReader(fh):
-                    if int(row["epoch"]) < start_epoch:
-                        kept.append({k: float(v) if v else math.nan for k, v in row.items()})
-        self.history = kept
+        self.history = [r for r in read_history(self.run) if r["epoch"] < start_epoch]
         self._rewrite()
 
     def _rewrite(self) -> None:
-        with replacing(self.csv_path) as tmp, tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=EPOCH_COLUMNS)
-            writer.writeheader()
-            for row in self.history:
-                writer.writerow({k: _fmt(row[k]) for k in EPOCH_COLUMNS})
+        for path, columns in (
+            (self.run.metrics_csv, EPOCH_COLUMNS),
+            (self.run.throughput_csv, TIMING_COLUMNS),
+        ):
+            with replacing(path) as tmp, tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                for row in self.history:
+                    writer.writerow({k: _fmt(row[k]) for k in columns})
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -273,16 +283,18 @@ class RunRecorder(Callback):
         if not trainer.is_global_zero or self.manifest.get("status") != "running":
             return
         elapsed = time.perf_counter() - self._started if self._started else 0.0
-        if status == "failed" and self.manifest.get("previous_status") == "finished":
-            # A failed resume of a finished run leaves the run as it was: finished.
-            self.manifest.update({"status": "finished", "last_resume_error": error})
-        else:
-            self.manifest.update({"status": status, "ended": now()})
-            self.manifest.pop("error", None)
-            if error:
-                self.manifest["error"] = error
+        self.manifest.update({"status": status, "ended": now()})
+        self.manifest.pop("error", None)
+        if error:
+            self.manifest["error"] = error
         self.manifest["train_time_s"] = float(self.manifest.get("train_time_s", 0.0)) + elapsed
-        write_json(self.run.manifest, self.manifest)
+        try:
+            write_json(self.run.manifest, self.manifest)
+        except OutputError as exc:
+            if status == "finished":
+                raise
+            # Already stopping on an error (a full disk, say): that error is the one to report.
+            log.warning("the run's status could not be recorded: %s", exc)
         if self.tracker is not None and status != "finished":
             self.tracker.finish("FAILED" if status == "failed" else "KILLED")
 

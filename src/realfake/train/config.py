@@ -91,9 +91,10 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "auto"  # auto | 32-true | bf16-mixed | 16-mixed
-    # None = auto: on CUDA on (the NHWC layout tensor cores want); on a CPU the faster layout in
-    # a short timing of this model at this batch size. It depends on the model: 1.2-2.1x faster
-    # for fastnet, resnet18, resnext29 but 0.82x for vgg16 here (BENCHMARKS.md, "per setting").
+    # None = auto, by a fixed rule (never a timing, which would make the numbers depend on the
+    # machine's load): on for CUDA (the NHWC layout tensor cores want) and several processes; on
+    # a CPU on except for VGG, as measured: 1.2-2.1x faster for fastnet, resnet18, resnext29 but
+    # 0.82x for vgg16 (BENCHMARKS.md, "per setting"). The choice is recorded in config.yaml.
     channels_last: bool | None = None
     compile: bool = False
     gradient_clip_val: float | None = None

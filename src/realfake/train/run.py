@@ -19,7 +19,6 @@ import random
 import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,16 +33,27 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from realfake.errors import CheckpointError, ConfigError, TrainingInterrupted
+from realfake.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
 from realfake.models.layers import PatchWhitening, fit_whitening
 from realfake.runs import ModelSpec, RunDir, load_checkpoint, read_json, resolve_run
 from realfake.runs.lock import RunLock
+from realfake.runs.tracking import MlflowTracker
 from realfake.train import config as C
-from realfake.train.callbacks import EpochRecorder, PlainProgress, RunRecorder, StepSeed
+from realfake.train.callbacks import (
+    EpochRecorder,
+    PlainProgress,
+    RunRecorder,
+    StepSeed,
+    read_history,
+)
+from realfake.train.checkpoint_io import (
+    AtomicCheckpointIO,
+    remove_partial_writes,
+    resume_checkpoint,
+)
 from realfake.train.datamodule import ImageDataModule
 from realfake.train.module import Classifier
 from realfake.train.provenance import device_description, git_state, now, package_versions
-from realfake.train.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +77,7 @@ class RunPlan:
 
     cfg: C.TrainConfig
     run: RunDir
-    resume_from: Path | None = None  # last.ckpt of a resumed run
+    resume_from: Path | None = None  # a resumed run's newest intact checkpoint
     resumed: bool = False
     lock: RunLock | None = None  # held by the first process for the life of the training
 
@@ -84,6 +94,8 @@ def train(
     they run after the run's own ones.
     """
     cfg, resumed_run = resolve_config(config, resume)
+    if resumed_run is not None and _finished(resumed_run):
+        return finished_result(resumed_run)
     distributed_before = _distributed()
     plan: RunPlan | None = None
     try:
@@ -130,6 +142,10 @@ def resolve_config(
         cfg = _as_obj(config if config is not None else C.compose())
         if cfg.name:
             _check_name(cfg.name)  # before any work: the name decides where files go
+            existing = RunDir(Path(cfg.runs_dir) / cfg.name)
+            if existing.is_run():
+                RunLock(existing.path).check()  # a live training: "in use", said by the lock
+                raise _name_taken(existing)
         return cfg, None
     runs_dir = Path(_as_obj(config).runs_dir) if config is not None else Path("runs")
     run = resolve_run(resume, runs_dir)
@@ -160,6 +176,9 @@ def build_trainer(cfg: C.TrainConfig) -> L.Trainer:
         log_every_n_steps=t.log_every_n_steps,
         callbacks=own,
         logger=False,
+        plugins=[AtomicCheckpointIO()],
+        # cuDNN's autotuner picks kernels by timing them: load would then change the numerics.
+        benchmark=False,
         # The data module shards every split itself, without the repeated images of
         # Lightning's DistributedSampler (data/batches.py).
         use_distributed_sampler=False,
@@ -188,10 +207,7 @@ def prepare_run(cfg: C.TrainConfig, resumed: RunDir | None, primary: bool) -> Ru
             return RunPlan(cfg, run)
         lock = _claim(run, C.to_yaml(cfg))
         if lock is None:
-            raise CheckpointError(
-                f"run directory {run.path} already holds a training run; resume it with "
-                f"`realfake train --resume {run.path}` or choose another name=..."
-            )
+            raise _name_taken(run)
         return RunPlan(cfg, run, lock=lock)
     base = f"{cfg.model.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run, suffix = RunDir(runs / base), 2
@@ -203,22 +219,83 @@ def prepare_run(cfg: C.TrainConfig, resumed: RunDir | None, primary: bool) -> Ru
 
 
 def _plan_resume(cfg: C.TrainConfig, run: RunDir, primary: bool) -> RunPlan:
-    last = run.last if run.last.exists() else None
+    """Continue from the newest checkpoint that loads (last.ckpt, else best.ckpt, else any).
+
+    Every process picks the same file from the same files; the first one owns the run, removes
+    the temporary files of writes a killed training left, and says which checkpoint it used.
+    A run whose checkpoints all fail to load stops here, before any of its files change.
+    """
     if not primary:
-        return RunPlan(cfg, run, last, resumed=True)
+        return RunPlan(cfg, run, resume_checkpoint(run)[0], resumed=True)
     lock = RunLock(run.path)
     lock.acquire()
     try:
-        if last is None:
-            warnings.warn(
-                f"{run.path} has no last.ckpt yet; starting it again from epoch 1", stacklevel=4
-            )
-        else:
-            load_checkpoint(last)  # a truncated or foreign file stops here, nothing changed
+        source, passed_over = resume_checkpoint(run)
+        remove_partial_writes(run)
     except BaseException:
         lock.release()
         raise
-    return RunPlan(cfg, run, last, resumed=True, lock=lock)
+    if source is None:
+        warnings.warn(
+            f"{run.path} has no checkpoint yet; starting it again from epoch 1", stacklevel=4
+        )
+    else:
+        epoch = int(load_checkpoint(source).get("epoch", -1)) + 1
+        used = f"{source.relative_to(run.path)} (after epoch {epoch})"
+        if passed_over:
+            log.warning("resuming %s from %s: %s", run.path, used, "; ".join(passed_over))
+        else:
+            log.info("resuming %s from %s", run.path, used)
+    return RunPlan(cfg, run, source, resumed=True, lock=lock)
+
+
+def _finished(run: RunDir) -> bool:
+    """Whether ``run`` finished training (a live training's lock is an error, as for a resume)."""
+    RunLock(run.path).check()
+    return read_json(run.manifest).get("status") == "finished"
+
+
+def finished_result(run: RunDir) -> TrainResult:
+    """A finished run as its files record it: resuming it trains nothing and writes nothing.
+
+    Resuming would redo its test, rewrite model.json (dropping a frozen threshold), metrics.csv,
+    results.json and manifest.json for nothing; its evaluations and reports would then describe
+    files that changed under them.
+    """
+    results = read_json(run.results)
+    history = read_history(run)
+    tracking = read_json(run.tracking)
+    log.warning(
+        "%s finished its training already (%d epochs); nothing was changed. To train further, "
+        "start a new run with another name=...",
+        run.path,
+        len(history),
+    )
+    return TrainResult(
+        run_dir=run.path,
+        metrics={k: float(v) for k, v in results.get("metrics", {}).items() if v is not None},
+        history=history,
+        classes=list(results.get("classes", [])),
+        best_checkpoint=run.best if run.best.exists() else None,
+        last_checkpoint=run.last if run.last.exists() else None,
+        mlflow_run_id=tracking.get("mlflow_run_id"),
+        tracking_uri=tracking.get("tracking_uri"),
+    )
+
+
+def _name_taken(run: RunDir) -> CheckpointError:
+    """The error for a ``name=`` whose folder holds a run: what to do depends on its status."""
+    status = read_json(run.manifest).get("status") if run.manifest.is_file() else None
+    if status == "finished":
+        return CheckpointError(
+            f"run directory {run.path} already holds a finished run; choose another name=... "
+            "for a new run (a finished run is never trained further or overwritten)"
+        )
+    return CheckpointError(
+        f"run directory {run.path} already holds an unfinished run (status "
+        f"{status or 'not started'}); continue it with `realfake train --resume {run.path}` "
+        "or choose another name=..."
+    )
 
 
 def _check_name(name: str) -> None:
@@ -234,7 +311,7 @@ def build_module(cfg: C.TrainConfig, data: ImageDataModule, trainer: L.Trainer) 
     """The network from its spec, wrapped in the LightningModule; channels_last resolved."""
     spec = ModelSpec.from_training_config(C.to_dict(cfg), data.classes, data.mean, data.std)
     if cfg.trainer.channels_last is None:  # resolved once, then recorded in config.yaml
-        cfg.trainer.channels_last = pick_channels_last(cfg, spec, trainer)
+        cfg.trainer.channels_last = auto_channels_last(spec, trainer)
     model = spec.build_model()
     fit_data_dependent(model, data)
     return Classifier(model, spec, cfg)
@@ -294,7 +371,7 @@ def attach_callbacks(
     )
     plain = PlainProgress() if _progress(cfg.logging) == "plain" else None
     sinks = [recorder.log_epoch, *([plain.print_epoch] if plain else [])]
-    epochs = EpochRecorder(run.metrics_csv, sinks)
+    epochs = EpochRecorder(run, sinks)
     es = cfg.early_stopping
     best = ModelCheckpoint(
         dirpath=run.checkpoints,
@@ -342,14 +419,22 @@ def fit(
     t = plan.cfg.trainer
     if trainer.is_global_zero:
         log.info(
-            "settings: precision %s, channels_last %s, compile %s (auto picks what measured "
-            "fastest)",
+            "settings: precision %s, channels_last %s, compile %s (auto rules, never timings: "
+            "bf16 on CUDA with bf16, else fp32; channels_last on except for VGG on a CPU)",
             _precision(t),
             "on" if t.channels_last else "off",
             "on" if t.compile else "off",
         )
     try:
         trainer.fit(module, datamodule=data, ckpt_path=plan.resume_from, weights_only=True)
+    except OutputError as exc:
+        # A checkpoint or record that could not be written (a full disk): the run is recorded
+        # as failed and its previous checkpoints are whole, so it can go on from them.
+        raise OutputError(
+            f"{exc}; the run stopped as failed, and once that is fixed "
+            f"`realfake train --resume {recorder.run.path}` continues it from its newest intact "
+            "checkpoint"
+        ) from None
     except SIGTERMException:
         raise TrainingInterrupted(recorder.run.path, "SIGTERM") from None
     except SystemExit:
@@ -405,42 +490,24 @@ def final_metrics(
 # --- helpers -------------------------------------------------------------------------------
 
 
-def pick_channels_last(cfg: C.TrainConfig, spec: ModelSpec, trainer: L.Trainer) -> bool:
-    """Auto ``channels_last``: on for accelerators; on a CPU whichever layout trains faster.
+# Model families whose training measured slower in channels_last on a CPU: vgg16 0.82x, while
+# fastnet, resnet18 and resnext29_2x64d were 1.19-2.12x faster (BENCHMARKS.md, "training
+# throughput per setting on CPU"; oneDNN, 2 cores).
+CPU_CONTIGUOUS_MODELS = ("vgg",)
 
-    Two timed forward+backward passes per layout on a random batch of the run's size (at most
-    128; after one warm-up), on a throw-away copy built under a forked RNG so the run's own
-    weights are the same whatever is measured. A fraction of a second for fastnet, ~20 s for
-    ResNeXt-29. Several processes (DDP) must agree on the parameters' layout, so they do not
-    time: on.
+
+def auto_channels_last(spec: ModelSpec, trainer: L.Trainer) -> bool:
+    """``trainer.channels_last=null``: a fixed rule of device and model, never a timing.
+
+    On for CUDA and other accelerators (the NHWC layout tensor cores want) and for several
+    processes (they must agree on the parameters' layout); on a CPU, on except for the VGG
+    family. The layout changes the rounding of the convolutions, so deciding it by timing made
+    a run's numbers depend on how busy the machine was; a rule makes the same config, seed and
+    machine kind give the same metrics.csv, byte for byte.
     """
     if trainer.strategy.root_device.type != "cpu" or trainer.world_size > 1:
         return True
-    size = spec.image_size
-    with torch.random.fork_rng(devices=[]):
-        model = spec.build_model()
-        x = torch.randn(min(cfg.data.batch_size, 128), 3, size, size)
-        y = torch.randint(0, len(spec.classes), (x.shape[0],))
-        rates = {}
-        for layout in (torch.contiguous_format, torch.channels_last):
-            model = model.to(memory_format=layout)
-            xl = x.contiguous(memory_format=layout)
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                torch.nn.functional.cross_entropy(model(xl), y).backward()
-                times.append(time.perf_counter() - start)
-                model.zero_grad(set_to_none=True)
-            rates[layout] = x.shape[0] / min(times[1:])
-    pick = rates[torch.channels_last] > rates[torch.contiguous_format]
-    log.info(
-        "channels_last %s: %.0f vs %.0f img/s (forward+backward, batch %d, NHWC vs NCHW)",
-        "on" if pick else "off",
-        rates[torch.channels_last],
-        rates[torch.contiguous_format],
-        x.shape[0],
-    )
-    return pick
+    return not spec.model.startswith(CPU_CONTIGUOUS_MODELS)
 
 
 def _claim(run: RunDir, config_yaml: str, fresh: bool = False) -> RunLock | None:
