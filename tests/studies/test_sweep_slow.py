@@ -1,9 +1,11 @@
 """Real sweeps: trials that train, fail, nest in MLflow, and a best config that retrains to the
-same validation figure; a SIGKILLed worker resumed; two workers sharing a PostgreSQL study."""
+same validation figure; a SIGKILLed worker resumed; two workers sharing a PostgreSQL study, and
+a locked one."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -120,15 +122,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def test_a_sigkilled_worker_is_failed_by_heartbeat_retried_and_the_sweep_resumes(
+def test_a_sigkilled_worker_is_failed_at_once_retried_and_the_rerun_draws_new_points(
     tmp_path, sweep_tiny
 ):
     sweep = tmp_path / "bayes.yaml"
     sweep.write_text(BAYES)
     out = tmp_path / "sweeps"
-    cmd = _sweep_cmd(
-        sweep, out, sweep_tiny, "--trials", "2", "--seed", "1", "--heartbeat", "1", "--grace", "4"
-    )
+    # The default heartbeat grace (60 s): a worker gone from this host is found without it.
+    cmd = _sweep_cmd(sweep, out, sweep_tiny, "--trials", "3", "--seed", "1")
     worker = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     trial1 = out / "bayes" / "runs" / "trial-1" / "manifest.json"
     deadline = time.monotonic() + 50
@@ -141,18 +142,29 @@ def test_a_sigkilled_worker_is_failed_by_heartbeat_retried_and_the_sweep_resumes
     states = [t.state.name for t in optuna.load_study(study_name="bayes", storage=storage).trials]
     assert states == ["COMPLETE", "RUNNING"]
 
-    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
+    gone = f"trial 1: its worker (process {worker.pid} on {socket.gethostname()}) ended"
+    assert gone in again.stderr
     trials = optuna.load_study(study_name="bayes", storage=storage).trials
-    assert count_trials(trials) == (2, 0)
+    assert count_trials(trials) == (3, 0)
     killed = trials[1]
     assert killed.state == optuna.trial.TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == 1]
     assert len(retries) == 1 and retries[0].state.is_finished()
     assert retries[0].params == killed.params  # the same point, tried again
+    # The restarted sampler, given the same --seed, does not draw trial 0's point again.
+    fresh = [t for t in trials if t.number > 1 and "failed_trial" not in t.system_attrs]
+    assert fresh and all(t.params != trials[0].params for t in fresh)
+    # The killed trial's run folder: marked interrupted, the dead process's lock gone.
+    run = out / "bayes" / "runs" / "trial-1"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert not (run / ".lock").exists()
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
+
+SECRET = "S3cret-pw"
 
 
 def _pg_binary(name: str) -> str | None:
@@ -245,21 +257,23 @@ def test_two_workers_share_one_postgresql_study_and_count_every_trial_once(
     sweep = tmp_path / "bayes.yaml"
     sweep.write_text(BAYES)
     out = tmp_path / "sweeps"
+    # The server trusts loopback connections: the password is never checked, only never shown.
+    url = postgres_url.replace("postgres@", f"postgres:{SECRET}@")
     workers = [
         subprocess.Popen(
-            _sweep_cmd(
-                sweep, out, sweep_tiny, "--trials", "3", "--storage", postgres_url, "--seed", str(i)
-            ),
+            _sweep_cmd(sweep, out, sweep_tiny, "--trials", "3", "--storage", url, "--seed", str(i)),
             env=_env(),
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in range(2)
     ]
     for w in workers:
-        _, err = w.communicate(timeout=150)
+        stdout, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-2000:]
+        assert SECRET not in stdout + err
+        assert f"optuna-dashboard {url.replace(SECRET, '***')}" in stdout
     trials = optuna.load_study(study_name="bayes", storage=postgres_url).trials
     assert count_trials(trials) == (3, 0)
     counted = [t for t in trials if not t.user_attrs.get("surplus")]
@@ -290,3 +304,30 @@ def test_a_trial_whose_loss_becomes_nan_is_failed_with_its_reason_and_the_sweep_
     assert "NaN" in trials[1e12].user_attrs["fail_reason"]
     assert trials[0.05].state == optuna.trial.TrialState.COMPLETE
     assert result.best_trial == trials[0.05].number
+
+
+def test_a_locked_postgresql_study_is_one_sentence_after_the_storage_timeout(
+    tmp_path, postgres_url, capsys
+):
+    import psycopg2
+
+    optuna.create_study(study_name="locked", storage=postgres_url)
+    url = postgres_url.replace("postgres@", f"postgres:{SECRET}@")
+    holder = psycopg2.connect(postgres_url.replace("postgresql+psycopg2://", "postgresql://"))
+    try:
+        with holder.cursor() as cur:  # held until the rollback below: every read of it waits
+            cur.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        code = main(["sweep", "show", "locked", "--storage", url, "--storage-timeout", "2"])
+        waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 2 and waited < 10
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == (
+        f"error: the sweep storage {url.replace(SECRET, '***')} did not answer within 2 s "
+        "(canceling statement due to statement timeout); check that the server is up and not "
+        "locked, or raise --storage-timeout"
+    )
+    assert SECRET not in err

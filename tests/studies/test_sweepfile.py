@@ -6,8 +6,10 @@ trainer, and errors must stop before a run starts.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+import re
 import statistics
 from types import SimpleNamespace
 
@@ -16,8 +18,13 @@ import pytest
 
 from realfake.cli import main
 from realfake.errors import ConfigError
-from realfake.studies.sweep import PruningCallback, best_of_history, count_trials
-from realfake.studies.sweepfile import ALIASES, check_spec, load_sweep
+from realfake.studies.sweep import (
+    PruningCallback,
+    best_of_history,
+    count_trials,
+    write_trials_csv,
+)
+from realfake.studies.sweepfile import ALIASES, PRUNERS, SAMPLERS, check_spec, load_sweep
 from realfake.train import compose
 
 WANDB = """
@@ -281,3 +288,77 @@ def test_trial_value_is_the_best_epoch_and_nan_epochs_are_ignored():
     assert best_of_history(history, "val/loss", "minimize") == 0.5
     assert best_of_history(history, "val/acc", "maximize") == 0.8
     assert best_of_history([{"val_loss": float("nan")}], "val/loss", "minimize") is None
+
+
+# --- one source for the closed sets, integers in trials.csv, fixed settings of a study ----------
+
+
+@pytest.mark.parametrize(
+    ("option", "key", "allowed"),
+    [("--sampler", "sampler", SAMPLERS), ("--pruner", "pruner", PRUNERS)],
+)
+def test_the_command_line_and_the_sweep_file_offer_the_same_choices(
+    tmp_path, capsys, option, key, allowed
+):
+    path = _write(tmp_path, f"{key}: nope\nparams:\n  optim.lr: [0.1]\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(path), option, "nope"])
+    assert stop.value.code == 2
+    cli = capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.raises(ConfigError) as err:
+        load_sweep(path)
+    for message in (cli, str(err.value)):
+        offered = re.findall(r"\w+", message.split("nope", 1)[1])
+        assert [w for w in offered if w in allowed] == list(allowed), message
+
+
+def test_trials_csv_keeps_whole_numbers_whole_where_a_trial_lacks_them(tmp_path):
+    S = optuna.trial.TrialState
+    width = optuna.distributions.CategoricalDistribution([8, 16])
+    study = optuna.create_study()
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=S.COMPLETE,
+            value=0.5,
+            params={"model.options.width": 16},
+            distributions={"model.options.width": width},
+            user_attrs={"values": {"model.options.width": 16, "optim.lr": 0.1}, "epochs": 3},
+        )
+    )
+    # Cut before its values were drawn: no width, no epochs.
+    study.add_trial(_trial(S.FAIL, {"interrupted": True, "fail_reason": "interrupted by SIGINT"}))
+    rows = list(csv.DictReader(write_trials_csv(study, tmp_path / "trials.csv").open()))
+    assert [(r["model.options.width"], r["epochs"], r["optim.lr"]) for r in rows] == [
+        ("16", "3", "0.1"),
+        ("", "", ""),
+    ]
+    assert [r["state"] for r in rows] == ["COMPLETE", "INTERRUPTED"]
+
+
+INVALID = """
+method: grid
+parameters:
+  architecture: {values: [resnet18]}
+  model.options.width: {values: [8]}   # resnet18 takes no width: the trial fails at once
+"""
+
+
+def test_a_study_continued_with_other_fixed_settings_is_refused_naming_them(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, INVALID, "invalid.yaml")
+    first = ["sweep", str(path), "trainer.max_epochs=2", "data.batch_size=128"]
+    assert main([*first, "logging.mlflow=false", "logging.progress=none"]) == 0
+    capsys.readouterr()
+    # Where runs are tracked may differ, and a default may be left unsaid (128 is the batch
+    # size's); what a trial computes may not differ.
+    again = ["sweep", str(path), "trainer.max_epochs=3", "seed=5", "logging.mlflow=false"]
+    assert main(again) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    named = err.split("give the study's own")[0]
+    assert "trainer.max_epochs: 2 -> 3" in named and "seed: 0 -> 5" in named
+    assert "batch_size" not in named and "logging" not in named
+    study = optuna.load_study(study_name="invalid", storage="sqlite:///sweeps/invalid/study.db")
+    assert len(study.trials) == 1  # nothing ran the second time

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
+import sys
 
 from realfake.cli._common import positive_int
+from realfake.studies.sweepfile import PRUNERS, SAMPLERS, STORAGE_KINDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,18 +41,24 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
         metavar="URL",
-        help="SQLAlchemy URL of the study (default sqlite:///sweeps/NAME/study.db), e.g. "
-        "postgresql://user@host/db to share it between machines",
+        help=f"SQLAlchemy URL of the study, of kind {', '.join(STORAGE_KINDS)} (default "
+        "sqlite:///sweeps/NAME/study.db), e.g. postgresql://user@host/db to share it between "
+        "machines",
+    )
+    p.add_argument(
+        "--storage-timeout",
+        type=positive_int,
+        metavar="S",
+        help="seconds the storage may take to answer one request (default 60); connecting "
+        "gives up after at most 5",
     )
     p.add_argument("--study", metavar="NAME", help="study name (default: the sweep file's name)")
     p.add_argument(
         "--sampler",
-        choices=("tpe", "gp", "random", "grid"),
+        choices=SAMPLERS,
         help="override the file's search: TPE, Gaussian-process BO, random or grid",
     )
-    p.add_argument(
-        "--pruner", choices=("none", "median", "hyperband"), help="override the file's pruner"
-    )
+    p.add_argument("--pruner", choices=PRUNERS, help="override the file's pruner")
     p.add_argument(
         "--seed",
         type=int,
@@ -86,40 +95,63 @@ def run(args: argparse.Namespace) -> int:
     if items[0] == "show":
         if len(items) != 2:
             raise ConfigError("usage: realfake sweep show NAME [--storage URL] [--out DIR]")
-        from realfake.studies.sweep import leaderboard, open_study
+        from realfake.studies.sweep import show_sweep
+        from realfake.studies.sweepstorage import STORAGE_TIMEOUT_S
 
-        study = open_study(items[1], args.storage, args.out)
-        print_leaderboard(
-            study.study_name, study.direction.name.lower(), leaderboard(study), args.top
-        )
+        timeout = args.storage_timeout or STORAGE_TIMEOUT_S
+        print_leaderboard(*show_sweep(items[1], args.storage, args.out, timeout), args.top)
         return 0
     sweep, overrides = items[0], items[1:]
     bad = [o for o in overrides if "=" not in o]
     if "=" in sweep or bad:
         raise ConfigError(f"give one sweep file first, then KEY=VALUE overrides (got {items})")
-    from realfake.studies.sweep import leaderboard, open_study, run_sweep
+    from realfake.studies.sweep import SweepInterrupted, run_sweep, show_sweep
+    from realfake.studies.sweepstorage import STORAGE_TIMEOUT_S, mask_secrets
 
-    result = run_sweep(
-        sweep,
-        trials=args.trials,
-        storage=args.storage,
-        study_name=args.study,
-        overrides=overrides,
-        out_root=args.out,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        seed=args.seed,
-        heartbeat_s=args.heartbeat,
-        grace_s=args.grace,
-    )
-    study = open_study(result.name, result.storage, args.out)
-    print_leaderboard(result.name, result.direction, leaderboard(study), args.top)
+    timeout = args.storage_timeout or STORAGE_TIMEOUT_S
+    try:
+        result = run_sweep(
+            sweep,
+            trials=args.trials,
+            storage=args.storage,
+            study_name=args.study,
+            overrides=overrides,
+            out_root=args.out,
+            sampler=args.sampler,
+            pruner=args.pruner,
+            seed=args.seed,
+            heartbeat_s=args.heartbeat,
+            grace_s=args.grace,
+            storage_timeout_s=timeout,
+        )
+    except SweepInterrupted as exc:
+        again = mask_secrets(shlex.join(continue_command(inner, args, sweep, overrides)))
+        print(f"interrupted: {exc}; continue the study with: {again}", file=sys.stderr)
+        return exc.exit_code
+    print_leaderboard(*show_sweep(result.name, result.storage, args.out, timeout), args.top)
     for name, path in result.files.items():
         print(f"{name}: {path}")
     if "best_config" in result.files:
         print(f"reproduce the best trial: realfake train experiment={result.files['best_config']}")
-    print(f"browse live: optuna-dashboard {result.storage}")
+    print(f"browse live: optuna-dashboard {mask_secrets(result.storage)}")
     return 0
+
+
+# The options that decide which study a command continues and how, in the order printed.
+_CONTINUED = ("trials", "storage", "study", "sampler", "pruner", "seed", "out", "heartbeat",
+              "grace", "storage_timeout")  # fmt: skip
+
+
+def continue_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, sweep: str, overrides: list[str]
+) -> list[str]:
+    """The words of the command that continues this sweep's study: the same options."""
+    words = ["realfake", "sweep", sweep]
+    for dest in _CONTINUED:
+        value = getattr(args, dest)
+        if value is not None and value != parser.get_default(dest):
+            words += [f"--{dest.replace('_', '-')}", str(value)]
+    return [*words, *overrides]
 
 
 def print_leaderboard(name: str, direction: str, rows: list[dict], top: int) -> None:

@@ -38,8 +38,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from realfake.errors import ConfigError
-from realfake.train import compose
-from realfake.train.config import TrainConfig, config_dir
+
+# realfake.train (compose, the config schema) is imported inside the functions that need it: it
+# pulls in Lightning, and the command line reads the closed sets below while building its parser.
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,12 @@ METRICS = {
     "accuracy": "val/acc",
 }
 
+# The closed sets of a sweep's choices, each written once: the sweep files, run_sweep and the
+# command line's choices= all read them.
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("minimize", "maximize")
+STORAGE_KINDS = ("sqlite", "postgresql", "mysql")  # the SQLAlchemy back ends Optuna's RDB supports
 WANDB_METHODS = {"bayes": "tpe", "random": "random", "grid": "grid"}
 WANDB_CLOUD_KEYS = ("entity", "project", "command", "program")
 WANDB_DISTRIBUTIONS = (
@@ -190,10 +195,10 @@ class SweepSpec:
     name: str
     params: dict[str, Param]  # by config key
     metric: str = "val/loss"  # val/loss | val/acc (per epoch)
-    direction: str = "minimize"
+    direction: str = "minimize"  # one of DIRECTIONS
     target: float | None = None  # stop the sweep once a trial reaches it
-    sampler: str = "tpe"
-    pruner: str = "none"
+    sampler: str = "tpe"  # one of SAMPLERS
+    pruner: str = "none"  # one of PRUNERS
     min_resource: int = 1  # Hyperband: epochs before the first cut
     reduction_factor: int = 3  # Hyperband's eta
     trials: int | None = None
@@ -229,11 +234,15 @@ class SweepSpec:
 
 def available_sweeps() -> list[str]:
     """Names of the shipped sweep files."""
+    from realfake.train.config import config_dir
+
     return sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
 
 
 def load_sweep(name_or_path: str | Path) -> SweepSpec:
     """A shipped sweep by name, or a sweep YAML file (ours or W&B's) by path."""
+    from realfake.train.config import config_dir
+
     path = Path(name_or_path)
     if not path.suffix:
         path = config_dir() / "sweep" / f"{name_or_path}.yaml"
@@ -284,10 +293,8 @@ _REALFAKE_KEYS = (
 def _from_realfake(raw: dict[str, Any], path: Path) -> SweepSpec:
     _no_unknown(raw, _REALFAKE_KEYS, str(path))
     metric = _metric(raw.get("metric", "val/loss"), path)
-    direction = _choice(
-        raw.get("direction", _goal_of(metric)), ("minimize", "maximize"), path, "direction"
-    )
-    sampler = _choice(raw.get("sampler", "tpe"), SAMPLERS, path, "sampler")
+    direction = check_choice(raw.get("direction", _goal_of(metric)), DIRECTIONS, path, "direction")
+    sampler = check_choice(raw.get("sampler", "tpe"), SAMPLERS, path, "sampler")
     pruner_raw = raw.get("pruner") or "none"
     pruner: dict[str, Any] = pruner_raw if isinstance(pruner_raw, dict) else {"type": pruner_raw}
     _no_unknown(pruner, ("type", "min_resource", "reduction_factor"), f"{path}: pruner")
@@ -308,7 +315,7 @@ def _from_realfake(raw: dict[str, Any], path: Path) -> SweepSpec:
         direction=direction,
         target=_number_or_none(raw.get("target"), path, "target"),
         sampler=sampler,
-        pruner=_choice(pruner.get("type", "none"), PRUNERS, path, "pruner"),
+        pruner=check_choice(pruner.get("type", "none"), PRUNERS, path, "pruner"),
         min_resource=_positive_int(pruner.get("min_resource", 1), path, "pruner.min_resource"),
         reduction_factor=_positive_int(
             pruner.get("reduction_factor", 3), path, "pruner.reduction_factor", minimum=2
@@ -364,15 +371,13 @@ _WANDB_KEYS = (
 
 def _from_wandb(raw: dict[str, Any], path: Path) -> SweepSpec:
     _no_unknown(raw, _WANDB_KEYS, f"{path} (W&B sweep)")
-    method = _choice(raw.get("method"), tuple(WANDB_METHODS), path, "method")
+    method = check_choice(raw.get("method"), tuple(WANDB_METHODS), path, "method")
     metric_raw = raw.get("metric") or {"name": "val/loss", "goal": "minimize"}
     if not isinstance(metric_raw, dict):
         raise ConfigError(f"{path}: 'metric' must be a mapping with name and goal")
     _no_unknown(metric_raw, ("name", "goal", "target"), f"{path}: metric")
     metric = _metric(metric_raw.get("name", "val/loss"), path)
-    goal = _choice(
-        metric_raw.get("goal", "minimize"), ("minimize", "maximize"), path, "metric.goal"
-    )
+    goal = check_choice(metric_raw.get("goal", "minimize"), DIRECTIONS, path, "metric.goal")
     pruner, min_resource, eta = "none", 1, 3
     early = raw.get("early_terminate")
     if early:
@@ -480,6 +485,8 @@ def _wandb_param(name: str, body: Any, path: Path) -> Param:
 
 def _key(name: str, path: Path) -> str:
     """Our config key for a parameter name: an alias, a dotted key, or a top-level key."""
+    from realfake.train.config import TrainConfig
+
     if name in ALIASES:
         return ALIASES[name]
     top = {f for f in TrainConfig.__dataclass_fields__ if "." not in f}
@@ -528,9 +535,10 @@ def _goal_of(metric: str) -> str:
     return "maximize" if metric == "val/acc" else "minimize"
 
 
-def _choice(value: Any, allowed: Sequence[str], path: Path, what: str) -> str:
+def check_choice(value: Any, allowed: Sequence[str], where: str | Path, what: str) -> str:
+    """``value`` if it is one of ``allowed``, else a ConfigError naming where it came from."""
     if value not in allowed:
-        raise ConfigError(f"{path}: {what} {value!r}; expected one of {', '.join(allowed)}")
+        raise ConfigError(f"{where}: {what} {value!r}; expected one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -578,6 +586,8 @@ def check_spec(spec: SweepSpec, overrides: Sequence[str] = ()) -> DictConfig:
     A key that does not exist or a value of the wrong type stops here, naming the parameter,
     before any trial runs.
     """
+    from realfake.train import compose
+
     base = [*spec.overrides, *overrides]
     try:
         cfg = compose(base)
