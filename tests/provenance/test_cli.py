@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from provenance_files import A1111, exif, jpeg, png
+import pytest
+from provenance_files import A1111, DST, exif, jpeg, png, sign_jpeg
 
 from realfake.cli import main
+
+CAPTURE = f"{DST}digitalCapture"
 
 
 def test_prints_each_files_evidence_lines(tmp_path, capsys):
@@ -49,3 +52,17 @@ def test_a_missing_file_or_a_folder_is_one_sentence_and_exit_2(tmp_path, capsys)
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.png'}: no such file\n"
     assert main(["provenance", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path} is a folder; pass image files\n"
+
+
+def test_trust_anchors_from_a_pem_file_and_a_file_that_is_not_one(tmp_path, pki, capsys):
+    pytest.importorskip("c2pa", reason="c2pa-python is not installed (realfake[dev])")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sign_jpeg(pki, [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]))
+    roots = tmp_path / "roots.pem"
+    roots.write_text(pki.root_pem)
+    assert main(["provenance", str(photo), "--trust-anchors", str(roots), "--json"]) == 0
+    [document] = json.loads(capsys.readouterr().out)
+    assert document["c2pa"]["signature"] == "trusted"
+    roots.write_text("not a certificate")
+    assert main(["provenance", str(photo), "--trust-anchors", str(roots)]) == 2
+    assert "holds no PEM certificate" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zlib
 
 import pytest
@@ -162,3 +163,35 @@ def test_text_chunks_after_the_image_data_are_read():
     late = len(chunk).to_bytes(4, "big") + b"tEXt" + chunk + crc
     with_late = data[:-12] + late + data[-12:]  # just before IEND
     assert [f.field for f in generated(read_provenance(with_late))] == ["parameters"]
+
+
+def iim_segment(records: dict[int, str]) -> bytes:
+    """A JPEG APP13 segment: Photoshop's 8BIM resource 0x0404 holding IPTC IIM record 2."""
+    iim = b"".join(
+        b"\x1c\x02" + bytes([dataset]) + len(v.encode()).to_bytes(2, "big") + v.encode()
+        for dataset, v in records.items()
+    )
+    if len(iim) % 2:
+        iim += b"\x00"
+    resource = b"8BIM\x04\x04\x00\x00" + len(iim).to_bytes(4, "big") + iim
+    payload = b"Photoshop 3.0\x00" + resource
+    return b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_iptc_iim_originating_program_naming_a_generator():
+    data = jpeg()
+    found = read_provenance(data[:2] + iim_segment({65: "Midjourney", 110: "Jane Doe"}) + data[2:])
+    assert [(f.source, f.field, f.kind) for f in found.findings] == [
+        ("iptc", "OriginatingProgram", "generated"),
+        ("iptc", "Credit", "info"),
+    ]
+    assert combine("REAL", found).verdict == "FAKE"
+
+
+def test_without_c2pa_python_the_other_markers_are_read_and_the_gap_is_said(monkeypatch):
+    monkeypatch.setitem(sys.modules, "c2pa", None)  # import c2pa now raises ImportError
+    found = read_provenance(png({"parameters": A1111}))
+    assert [f.field for f in generated(found)] == ["parameters"]
+    assert found.lines()[-1] == (
+        "C2PA not checked: c2pa-python is not installed (pip install 'realfake[provenance]')"
+    )

@@ -47,6 +47,11 @@ def _provenance(args: argparse.Namespace) -> int:
         except (OSError, UnicodeError) as exc:
             what = f"--trust-anchors {args.trust_anchors}"
             raise DataError(f"{what} cannot be read ({exc})") from None
+        if "-----BEGIN CERTIFICATE-----" not in anchors:
+            raise DataError(
+                f"--trust-anchors {args.trust_anchors} holds no PEM certificate "
+                "(-----BEGIN CERTIFICATE-----)"
+            )
     documents = []
     for file in args.files:
         found = read_file(file, trust_anchors=anchors)

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from realfake.provenance.markers import generator_named, source_type_finding
-from realfake.provenance.record import C2paAction, C2paClaim, Finding, Signature, clip
+from realfake.provenance.record import VALUE_CHARS, C2paAction, C2paClaim, Finding, Signature, clip
 
 # c2pa-rs fetches a manifest stored at a remote URL, and OCSP answers, by default: both off.
 # Measured: with the defaults, reading a file whose manifest is remote sends a GET to its URL.
@@ -33,18 +33,18 @@ def read_c2pa(
         import c2pa
     except ImportError:
         return [], None, [f"C2PA not checked: c2pa-python is not installed ({INSTALL})"]
-    settings: dict[str, Any] = json.loads(json.dumps(OFFLINE))
+    settings: dict[str, Any] = {"verify": dict(OFFLINE["verify"])}
     if trust_anchors:
         settings["trust"] = {"trust_anchors": trust_anchors}
     try:
-        context = c2pa.Context.from_dict(settings)
-        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, context)
-        if reader is None:  # no manifest store in the file
-            return [], None, []
-        with reader:
-            state = reader.get_validation_state() or ""
-            results = reader.get_validation_results() or {}
-            store = json.loads(reader.json())
+        with c2pa.Context.from_dict(settings) as context:
+            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, context)
+            if reader is None:  # no manifest store in the file
+                return [], None, []
+            with reader:
+                state = reader.get_validation_state() or ""
+                results = reader.get_validation_results() or {}
+                store = json.loads(reader.json())
     except c2pa.C2paError as exc:
         return _error_findings(str(exc), has_jumbf=b"jumb" in data), None, []
     claim = _claim(state, results, store, trust_checked=bool(trust_anchors))
@@ -62,7 +62,7 @@ def _error_findings(message: str, has_jumbf: bool) -> list[Finding]:
             Finding(
                 "c2pa",
                 "remote manifest",
-                clip(message, 2000),
+                clip(message, VALUE_CHARS),
                 f"C2PA Content Credentials are stored remotely ({clip(where, 120)}); not "
                 "fetched (no network access), so nothing about them is verified",
             )
@@ -75,7 +75,7 @@ def _error_findings(message: str, has_jumbf: bool) -> list[Finding]:
         Finding(
             "c2pa",
             "manifest store",
-            clip(message, 2000),
+            clip(message, VALUE_CHARS),
             f"C2PA data unreadable ({clip(message, 160)}); not used as evidence",
             "unreadable",
         )

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from realfake.provenance.record import Finding, Kind, Signature, Source, clip
+from realfake.provenance.record import VALUE_CHARS, Finding, Kind, Signature, Source, clip
 
 UNSIGNED = "unsigned: it can be forged or stripped"
 
@@ -158,11 +158,11 @@ def software_finding(source: Source, field: str, value: str) -> Finding:
         return Finding(
             source,
             field,
-            clip(value, 2000),
+            clip(value, VALUE_CHARS),
             f"{field} names the generator {name} ({_quote(value)}); {UNSIGNED}",
             "generated",
         )
-    return Finding(source, field, clip(value, 2000), f"{field}: {_quote(value)}")
+    return Finding(source, field, clip(value, VALUE_CHARS), f"{field}: {_quote(value)}")
 
 
 def source_type_finding(
@@ -174,7 +174,7 @@ def source_type_finding(
     return Finding(
         source,
         field,
-        clip(value, 2000),
+        clip(value, VALUE_CHARS),
         f"{field} = {value.strip().rsplit('/', 1)[-1]}: {meaning}; {protection}",
         kind,
         signature,
@@ -187,7 +187,7 @@ def parameters_text_finding(source: Source, field: str, value: str) -> Finding |
         return Finding(
             source,
             field,
-            clip(value, 2000),
+            clip(value, VALUE_CHARS),
             f"{field} holds Stable Diffusion generation parameters (AUTOMATIC1111-style: "
             f"{_quote(value, 60)}); {UNSIGNED}",
             "generated",
@@ -205,7 +205,7 @@ def png_text_finding(key: str, value: str) -> Finding:
         return Finding(
             "png-text",
             key,
-            clip(value, 2000),
+            clip(value, VALUE_CHARS),
             f"text chunk {key!r} holds Stable Diffusion generation data ({known[0]}: "
             f"{_quote(value, 60)}); {UNSIGNED}",
             "generated",
@@ -213,4 +213,6 @@ def png_text_finding(key: str, value: str) -> Finding:
     found = parameters_text_finding("png-text", key, value)
     if found is not None:
         return found
-    return Finding("png-text", key, clip(value, 2000), f"text chunk {key!r}: {_quote(value)}")
+    return Finding(
+        "png-text", key, clip(value, VALUE_CHARS), f"text chunk {key!r}: {_quote(value)}"
+    )

@@ -29,7 +29,7 @@ from realfake.provenance.markers import (
     png_text_finding,
     software_finding,
 )
-from realfake.provenance.record import C2paClaim, Finding, Provenance, Source, clip
+from realfake.provenance.record import VALUE_CHARS, C2paClaim, Finding, Provenance, Source, clip
 from realfake.provenance.xmp import xmp_findings
 
 MAX_FILE_BYTES = 512 << 20  # a C2PA check hashes the whole file, so the whole file is read
@@ -195,7 +195,7 @@ def _exif_findings(exif: Any, present: bool) -> list[Finding]:
             f"camera Make/Model {camera!r}: unsigned, and any tool can write it, so it is not "
             "evidence of a real photo"
         )
-        found.append(Finding("exif", "Make/Model", clip(camera, 2000), line))
+        found.append(Finding("exif", "Make/Model", clip(camera, VALUE_CHARS), line))
     texts = [("ImageDescription", _text(exif.get(DESCRIPTION, "")))]
     texts.append(("Artist", _text(exif.get(ARTIST, ""))))
     texts.append(("UserComment", _user_comment(exif.get_ifd(EXIF_IFD).get(USER_COMMENT, b""))))
@@ -203,7 +203,7 @@ def _exif_findings(exif: Any, present: bool) -> list[Finding]:
         if value:
             params = parameters_text_finding("exif", field, value)
             line = f"{field}: {clip(value, 80)!r}"
-            found.append(params or Finding("exif", field, clip(value, 2000), line))
+            found.append(params or Finding("exif", field, clip(value, VALUE_CHARS), line))
     return found
 
 
@@ -216,10 +216,12 @@ def _iim_findings(iptc: dict[tuple[int, int], Any] | None) -> list[Finding]:
         if field == "OriginatingProgram":
             found.append(software_finding("iptc", field, value))
         else:
-            found.append(Finding("iptc", field, clip(value, 2000), f"{field}: {value!r}"))
+            found.append(Finding("iptc", field, clip(value, VALUE_CHARS), f"{field}: {value!r}"))
     caption = _text(iptc.get(IIM_CAPTION, "")) if iptc else ""
     if caption:
         line = f"Caption-Abstract: {clip(caption, 80)!r}"
         params = parameters_text_finding("iptc", "Caption-Abstract", caption)
-        found.append(params or Finding("iptc", "Caption-Abstract", clip(caption, 2000), line))
+        found.append(
+            params or Finding("iptc", "Caption-Abstract", clip(caption, VALUE_CHARS), line)
+        )
     return found

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 from realfake.provenance.containers import MAX_XMP_BYTES
 from realfake.provenance.markers import software_finding, source_type_finding
-from realfake.provenance.record import Finding, clip
+from realfake.provenance.record import VALUE_CHARS, Finding, clip
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
@@ -60,7 +60,7 @@ def _judge(field: str, how: str, value: str) -> Finding:
         return Finding(
             "xmp",
             field,
-            clip(value, 2000),
+            clip(value, VALUE_CHARS),
             f"{field} = {value!r}: the file declares it was made with an AI system; "
             "unsigned: it can be forged or stripped",
             "generated",
@@ -71,11 +71,11 @@ def _judge(field: str, how: str, value: str) -> Finding:
         return Finding(
             "xmp",
             field,
-            clip(value, 2000),
+            clip(value, VALUE_CHARS),
             f"{field} points to C2PA Content Credentials at {clip(value, 120)!r} (not fetched: "
             "no network access; nothing about them is verified)",
         )
-    return Finding("xmp", field, clip(value, 2000), f"{field}: {clip(value, 80)!r}")
+    return Finding("xmp", field, clip(value, VALUE_CHARS), f"{field}: {clip(value, 80)!r}")
 
 
 def xmp_findings(packet: bytes) -> list[Finding]:
