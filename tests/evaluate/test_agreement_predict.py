@@ -14,7 +14,16 @@ from realfake.errors import CheckpointError, ConfigError
 from realfake.inference import Scorer
 from realfake.inference.table import prediction_table
 
-COLUMNS = ["filename", "label", "label_index", "prob_FAKE", "prob_REAL", "error"]
+COLUMNS = [
+    "filename",
+    "label",
+    "label_index",
+    "prob_FAKE",
+    "prob_REAL",
+    "verdict",
+    "reason",
+    "error",
+]
 
 
 def _accuracy_from_folder_names(table: pd.DataFrame) -> float:

@@ -12,7 +12,14 @@ from realfake.errors import CheckpointError, ConfigError, DataError
 from realfake.evaluate.evaluation import evaluate
 from realfake.evaluate.report import write_report
 
-FIGURES = ("confusion_matrix", "roc", "precision_recall", "reliability", "mistakes")
+FIGURES = (
+    "confusion_matrix",
+    "roc",
+    "precision_recall",
+    "reliability",
+    "mistakes",
+    "risk_coverage",
+)
 
 
 def test_metrics_json_holds_metrics_threshold_and_provenance(evaluated, tiny_run):
@@ -50,7 +57,8 @@ def test_report_names_config_metrics_figures_fingerprint_and_commit(evaluated, t
         assert "fastnet" in text and accuracy in text
         assert manifest["data"]["fingerprint"] in text
         assert str(manifest["git"]["commit"] or "unknown") in text
-        for name in ("learning_curves", "confusion_matrix", "roc", "pr", "reliability", "mistakes"):
+        names = ("learning_curves", "confusion_matrix", "roc", "pr", "reliability", "mistakes")
+        for name in (*names, "risk_coverage"):
             assert f"figures/{name}.png" in text
     assert html.startswith("<!doctype html>") and "<table>" in html
     assert write_report(tiny_run) == tiny_run / "report.md"  # refreshes without evaluating

@@ -45,6 +45,11 @@ def test_predict_decides_each_image_as_evaluate(frozen, decided, test_folder, tm
     assert len(table) == len(by_name) == 200
     for name, label in zip(table["filename"], table["label"], strict=True):
         assert by_name[f"test/{name}"] == label, name
+    # The verdicts too (the label, or UNSURE with the same reason).
+    evaluated = pd.read_csv(run / "predictions.csv", keep_default_na=False)
+    said = dict(zip(evaluated["filename"], evaluated["verdict"], strict=True))
+    for name, verdict in zip(table["filename"], table["verdict"], strict=True):
+        assert said[f"test/{name}"] == verdict, name
     meta = json.loads((tmp_path / "p.meta.json").read_text())
     assert meta["decision"]["threshold"] == result.record["threshold"]
     assert meta["decision"]["text"] == result.record["decision"]["text"]

@@ -94,6 +94,21 @@ def run(args: argparse.Namespace) -> int:
     if result.freeze is not None:
         verb = "froze" if result.freeze.frozen else "did not freeze a threshold:"
         print(f"{verb} {result.freeze.why}")
+    unsure, verdicts = result.record["unsure"], result.metrics["verdicts"]
+    if unsure["band"]:
+        band = unsure["band"]
+        print(
+            f"UNSURE band: ±{band['margin']:.3f} around the threshold (at most "
+            f"{band['target_error']:.0%} errors among answers, 95% bound on validation)"
+        )
+    if unsure["feature_distance"]:
+        print(f"UNSURE when unlike the training images: {unsure['feature_distance']['fitted_on']}")
+    print(
+        f"answered {verdicts['answered']} of {verdicts['answered'] + verdicts['unsure']} images "
+        f"(coverage {verdicts['coverage']:.1%}), accuracy of the answers "
+        f"{verdicts['selective_accuracy']:.4f}; UNSURE: {verdicts['unsure_in_band']} in the "
+        f"band, {verdicts['unsure_unlike_training']} unlike the training images"
+    )
     print_evaluation(result.record)
     print(f"wrote {result.out_dir / 'metrics.json'} and {PREDICTIONS}")
     if result.figures:

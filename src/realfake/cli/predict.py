@@ -15,9 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="predict labels and probabilities for unlabelled images (CSV)",
         description="Write one CSV row per image file under PATH (folder, .zip, .tar, image "
         "file): filename, label, label_index (the checkpoint's class order, CIFAKE: 0 = FAKE, "
-        "1 = REAL), prob_<class> per class, and error (empty unless the file could not be "
-        "decoded; such files get a row with the reason and no prediction). Beside it, "
-        "OUT.meta.json records the model and the decision rule that labelled the images.",
+        "1 = REAL), prob_<class> per class, verdict (the label, or UNSURE near the frozen "
+        "threshold or for images unlike the training images) with its reason, and error (empty "
+        "unless the file could not be decoded; such files get a row with the reason and no "
+        "prediction). Beside it, OUT.meta.json records the model and the decision rule.",
     )
     add_model_argument(p)
     p.add_argument("path", metavar="PATH", help="images to label (any layout; folders ignored)")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     table = predictions.table
     path, meta = write_predictions(table, out, scorer)
     errors = table["error"] != ""
-    counts = table.loc[~errors, "label"].value_counts()
+    counts = table.loc[~errors, "verdict"].value_counts()
     summary = ", ".join(f"{n} {label}" for label, n in counts.items())
     print(f"wrote {len(table)} rows to {path}: {summary or 'no readable images'}")
     print(f"decision: {scorer.describe_rule()} (recorded in {meta.name})")

@@ -9,23 +9,33 @@ and the result says why. The evaluation is also logged to the run's MLflow entry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from realfake.atomic import check_writable_dir, write_text
+from realfake.data.loader import ImageSplit
 from realfake.errors import ConfigError, DataError
 from realfake.evaluate import figures as F
 from realfake.evaluate.bootstrap import bootstrap_ci
 from realfake.evaluate.metrics import classification_metrics
 from realfake.evaluate.tracking import log_evaluation
-from realfake.inference import DecisionRule, Scorer, as_scorer
+from realfake.inference import DecisionRule, Predictor, Scorer, as_scorer
 from realfake.inference.splits import EvalImages, eval_images, run_splits
 from realfake.inference.threshold import FreezeOutcome, freeze_threshold
+from realfake.inference.verdict import (
+    OOD_FILE,
+    OOD_FIT_IMAGES,
+    UNSURE,
+    FeatureDistance,
+    choose_band,
+    fit_feature_distance,
+)
 from realfake.runs import RunDir, write_json
 from realfake.runs.rundir import write_run_spec
 from realfake.runs.spec import MIN_PER_CLASS, THRESHOLD_CRITERIA
@@ -85,7 +95,8 @@ def evaluate(
     if freeze is not None:
         scorer, outcome = freeze_on_validation(scorer, freeze, min_per_class)
     images = eval_images(scorer.predictor, data, split)
-    probs = scorer.probabilities(images.split.images, progress=progress)
+    scored = scorer.score(images.split.images, progress=progress)
+    probs = scored.probs
     labels = images.split.labels.numpy()
     classes = scorer.classes
     threshold = scorer.rule.threshold
@@ -95,6 +106,8 @@ def evaluate(
     if n_resamples:
         ci = bootstrap_ci(labels, predicted, len(classes), n_resamples, seed, CI_LEVEL)
         metrics["ci"] = {**ci, "level": CI_LEVEL, "resamples": n_resamples, "seed": seed}
+    said = scorer.verdicts(probs, scored.distances)
+    metrics["verdicts"] = verdict_metrics(said, predicted, labels)
 
     checkpoint = scorer.checkpoint
     assert checkpoint is not None
@@ -122,9 +135,10 @@ def evaluate(
         "threshold": threshold,
         "decision": scorer.rule_record(),
         "freeze": None if outcome is None else freeze_record(outcome, freeze),
+        "unsure": unsure_record(scorer),
         "metrics": metrics,
     }
-    write_predictions(out_dir / PREDICTIONS, images, probs, predicted, classes)
+    write_predictions(out_dir / PREDICTIONS, images, probs, predicted, classes, said)
     write_json(out_dir / "metrics.json", record)
     result = EvalResult(
         out_dir,
@@ -138,6 +152,15 @@ def evaluate(
     )
     if figures:
         result.figures = write_figures(out_dir, images, probs, metrics, run, scorer.positive)
+        chosen = metrics["verdicts"]
+        result.figures["risk_coverage"] = F.plot_risk_coverage(
+            probs,
+            labels,
+            threshold,
+            1 if scorer.positive is None else scorer.positive,
+            out_dir / "figures" / "risk_coverage.png",
+            (chosen["coverage"], 1 - chosen["selective_accuracy"]) if chosen["answered"] else None,
+        )
     if report and run is not None:
         from realfake.evaluate.report import write_report
 
@@ -160,7 +183,8 @@ def freeze_on_validation(
             f"{scorer.checkpoint}: a threshold is frozen for the checkpoint a run predicts with "
             "(its best, else last); evaluate the run directory itself to freeze one"
         )
-    val = run_splits(scorer.predictor).val
+    splits = run_splits(scorer.predictor)
+    val = splits.val
     if val is None or len(val) == 0:
         raise DataError(
             f"{run.path}: the run's data has no validation split to choose a threshold on"
@@ -178,11 +202,81 @@ def freeze_on_validation(
     )
     if outcome.frozen is None:
         return scorer, outcome
-    write_run_spec(run, scorer.spec.with_threshold(outcome.frozen))
-    rule = DecisionRule(
-        outcome.frozen.value, positive, "frozen", f"frozen: {outcome.frozen.source}", outcome.frozen
+    frozen = outcome.frozen
+    band = choose_band(val.labels.numpy(), probs[:, positive], positive, frozen.value)
+    if band is not None:
+        frozen = replace(
+            frozen,
+            unsure_margin=band.margin,
+            target_error=band.target_error,
+            val_coverage=band.coverage,
+            val_selective_accuracy=band.selective_accuracy,
+        )
+    write_run_spec(run, scorer.spec.with_threshold(frozen))
+    rule = DecisionRule(frozen.value, positive, "frozen", f"frozen: {frozen.source}", frozen)
+    scorer = scorer.with_rule(rule)
+    if isinstance(scorer.predictor, Predictor) and splits.train is not None and len(splits.train):
+        ood = fit_ood(scorer, splits.train, val)
+        ood.save(run.path / OOD_FILE)
+        scorer = scorer.with_ood(ood)
+    return scorer, replace(outcome, frozen=frozen)
+
+
+def fit_ood(scorer: Scorer, train: ImageSplit, val: ImageSplit) -> FeatureDistance:
+    """The feature-distance reference: class means and covariance of (at most OOD_FIT_IMAGES)
+    training images' features, the cut-off from the validation images'."""
+    pick = np.arange(len(train))
+    if len(pick) > OOD_FIT_IMAGES:  # a fixed subset: the same reference on every machine
+        pick = np.sort(np.random.default_rng(0).choice(len(pick), OOD_FIT_IMAGES, replace=False))
+    features = scorer.features(train.images[torch.from_numpy(pick)])
+    return fit_feature_distance(
+        features,
+        train.labels.numpy()[pick],
+        scorer.features(val.images),
+        scorer.sha256,
+        f"{len(pick)} training images of the run (cut-off: {len(val)} validation images)",
     )
-    return scorer.with_rule(rule), outcome
+
+
+def verdict_metrics(
+    said: list[tuple[str, str]], predicted: np.ndarray, labels: np.ndarray
+) -> dict[str, Any]:
+    """Coverage (share answered), the accuracy of the answers, and why the rest were not."""
+    unsure = np.array([verdict == UNSURE for verdict, _ in said], bool)
+    answered = ~unsure
+    unlike = sum(1 for v, r in said if v == UNSURE and r.startswith("unlike"))
+    n = len(labels)
+    return {
+        "answered": int(answered.sum()),
+        "unsure": int(unsure.sum()),
+        "unsure_unlike_training": unlike,
+        "unsure_in_band": int(unsure.sum()) - unlike,
+        "coverage": float(answered.mean()) if n else float("nan"),
+        "selective_accuracy": float((predicted[answered] == labels[answered]).mean())
+        if answered.any()
+        else float("nan"),
+    }
+
+
+def unsure_record(scorer: Scorer) -> dict[str, Any]:
+    """What can make this scorer say UNSURE: the frozen band and the feature distance."""
+    frozen = scorer.rule.frozen
+    band = None
+    if frozen is not None and frozen.unsure_margin is not None:
+        band = {
+            "margin": frozen.unsure_margin,
+            "target_error": frozen.target_error,
+            "val_coverage": frozen.val_coverage,
+            "val_selective_accuracy": frozen.val_selective_accuracy,
+        }
+    ood = scorer.ood
+    return {
+        "band": band,
+        "feature_distance": None
+        if ood is None
+        else {"cutoff": ood.cutoff, "quantile": ood.quantile, "fitted_on": ood.fitted_on},
+        "feature_distance_missing": scorer.ood_why or None,
+    }
 
 
 def freeze_record(outcome: FreezeOutcome, criterion: str | None) -> dict[str, Any]:
@@ -202,9 +296,15 @@ def _is_runs_own(scorer: Scorer, run: RunDir) -> bool:
 
 
 def write_predictions(
-    path: Path, images: EvalImages, probs: np.ndarray, predicted: np.ndarray, classes: list[str]
+    path: Path,
+    images: EvalImages,
+    probs: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    said: list[tuple[str, str]],
 ) -> Path:
-    """Per image: name, true and predicted class, probabilities (what compare pairs on)."""
+    """Per image: name, true and predicted class, probabilities, verdict and reason (compare
+    pairs runs on the predicted column)."""
     labels = images.split.labels.numpy()
     table = pd.DataFrame(
         {
@@ -212,6 +312,8 @@ def write_predictions(
             "label": [classes[k] for k in labels.tolist()],
             "predicted": [classes[k] for k in predicted.tolist()],
             **{f"prob_{c}": probs[:, k] for k, c in enumerate(classes)},
+            "verdict": [verdict for verdict, _ in said],
+            "reason": [reason for _, reason in said],
         }
     )
     write_text(path, table.to_csv(index=False, float_format="%.6f"))

@@ -136,6 +136,50 @@ def plot_reliability(
     return _save(fig, path)
 
 
+def risk_coverage(
+    probs: np.ndarray, labels: np.ndarray, threshold: float | None, positive: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, error among the answered) as the images farthest from the cut are answered
+    first: the trade an UNSURE band makes, for every width of the band."""
+    predicted = decide(probs, threshold, positive)
+    if probs.shape[1] == 2:
+        cut = 0.5 if threshold is None else threshold
+        margin = np.abs(probs[:, positive] - cut)
+    else:
+        margin = probs.max(1)
+    wrong = predicted != labels
+    order = np.argsort(-margin, kind="stable")
+    n = np.arange(1, len(labels) + 1)
+    return n / len(labels), np.cumsum(wrong[order]) / n
+
+
+def plot_risk_coverage(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    threshold: float | None,
+    positive: int,
+    path: Path,
+    chosen: tuple[float, float] | None = None,
+) -> Path:
+    """Error of the answers given against the share of images answered (risk-coverage)."""
+    coverage, risk = risk_coverage(probs, labels, threshold, positive)
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    ax.plot(coverage, risk, label="answering the most certain first")
+    if chosen is not None:
+        ax.plot(*chosen, "o", color="C3", label="the frozen UNSURE band, here")
+    ax.set(
+        xlabel="coverage (share of images answered)",
+        ylabel="error among the answers",
+        title="risk-coverage",
+        xlim=(0, 1),
+        ylim=(0, max(0.05, float(risk.max()) * 1.05)),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def plot_mistakes(
     images: torch.Tensor,
     probs: np.ndarray,

@@ -19,7 +19,9 @@ FIGURES = (
     ("precision-recall curve", "pr.png"),
     ("reliability diagram", "reliability.png"),
     ("most confident mistakes", "mistakes.png"),
-)
+    ("risk-coverage: the error of the answers given against the share of images answered",
+     "risk_coverage.png"),
+)  # fmt: skip
 
 # (label, dotted config key) of the settings a reader wants at a glance.
 CONFIG_SUMMARY = (
@@ -107,6 +109,20 @@ def decision_text(record: dict[str, Any]) -> str:
     return "arg-max" if threshold is None else f"P({positive}) >= {threshold:.4f}"
 
 
+def verdicts_text(metrics: dict[str, Any]) -> str:
+    """Coverage and the accuracy of the answers, and why the rest were UNSURE."""
+    v = metrics.get("verdicts")
+    if not v:
+        return "no UNSURE verdicts (evaluated before they existed)"
+    if not v["unsure"]:
+        return f"all {v['answered']} images answered (no UNSURE)"
+    return (
+        f"{v['answered']} answered (coverage {v['coverage']:.1%}, accuracy of the answers "
+        f"{v['selective_accuracy']:.4f}); UNSURE: {v['unsure_in_band']} near the threshold, "
+        f"{v['unsure_unlike_training']} unlike the training images"
+    )
+
+
 def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
     m = record["metrics"]
     doc.add(
@@ -117,6 +133,7 @@ def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
                 ("files that failed to decode", record.get("skipped_files", 0)),
                 ("data fingerprint", record.get("data_fingerprint")),
                 ("decision", decision_text(record)),
+                ("verdicts", verdicts_text(m)),
                 ("flip test-time augmentation", "yes" if record.get("tta") else "no"),
                 ("checkpoint", record["checkpoint"]),
                 ("evaluated", record.get("evaluated_at")),

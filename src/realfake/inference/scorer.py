@@ -20,17 +20,29 @@ from realfake.errors import ConfigError
 from realfake.inference.backends import load_predictor
 from realfake.inference.predictor import BasePredictor, ImageInput, Predictor
 from realfake.inference.rule import DecisionRule, resolve_rule
+from realfake.inference.verdict import OOD_FILE, FeatureDistance, features_hook, verdicts
 from realfake.runs import ModelSpec, RunDir
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The decision on one image, and the threshold that made it (None: arg-max)."""
+    """The decision on one image, the threshold that made it (None: arg-max), and the verdict:
+    the label, or UNSURE when the band or the feature distance says the label means little."""
 
     label: str
     index: int
     probabilities: dict[str, float]  # per class, summing to 1
     threshold: float | None
+    verdict: str = ""  # the label, or "UNSURE"
+    reason: str = ""  # why, in one sentence
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Probabilities of images and, where the run has a feature-distance reference, distances."""
+
+    probs: np.ndarray  # N×C
+    distances: np.ndarray | None  # N, squared Mahalanobis distance to the training features
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,8 @@ class Scorer:
     tta: bool  # flip TTA, resolved (the run's own choice unless asked otherwise)
     batch_size: int
     rule: DecisionRule
+    ood: FeatureDistance | None = None  # the run's out-of-distribution reference, if fitted
+    ood_why: str = ""  # why there is none, for people
 
     @classmethod
     def build(
@@ -65,7 +79,8 @@ class Scorer:
             threshold,
             where,
         )
-        return cls(predictor, flip, batch_size, rule)
+        ood, why = _feature_distance(predictor)
+        return cls(predictor, flip, batch_size, rule, ood, why)
 
     @classmethod
     def open(
@@ -85,6 +100,9 @@ class Scorer:
 
     def with_rule(self, rule: DecisionRule) -> Scorer:
         return replace(self, rule=rule)
+
+    def with_ood(self, ood: FeatureDistance | None) -> Scorer:
+        return replace(self, ood=ood, ood_why="" if ood else self.ood_why)
 
     # --- what the model is ------------------------------------------------------------------
 
@@ -156,27 +174,80 @@ class Scorer:
             images, tta=self.tta, batch_size=self.batch_size, resize=resize, progress=progress
         )
 
+    def score(
+        self, images: Sequence[ImageInput] | torch.Tensor, *, progress: bool = False
+    ) -> Scored:
+        """Probabilities and, with a feature-distance reference, each image's distance to the
+        training features (read from the same forward passes)."""
+        if self.ood is None:
+            return Scored(self.probabilities(images, progress=progress), None)
+        model = self.torch_predictor().model
+        with features_hook(model, 2 if self.tta else 1) as hook:
+            probs = self.probabilities(images, progress=progress)
+        return Scored(probs, self.ood.distance(hook.features()))
+
+    def features(self, images: Sequence[ImageInput] | torch.Tensor) -> np.ndarray:
+        """The penultimate features the distance reads (N×D), as ``score`` computes them."""
+        with features_hook(self.torch_predictor().model, 2 if self.tta else 1) as hook:
+            self.probabilities(images)
+        return hook.features()
+
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row of probabilities, by this scorer's rule."""
         return self.rule.decide(probs)
 
-    def decisions(self, probs: np.ndarray) -> list[Decision]:
-        """One Decision per row of probabilities."""
+    def verdicts(
+        self, probs: np.ndarray, distances: np.ndarray | None = None
+    ) -> list[tuple[str, str]]:
+        """(verdict, reason) per image: the decided class, or UNSURE saying why."""
+        frozen = self.rule.frozen
+        return verdicts(
+            probs,
+            self.classes,
+            self.decide(probs),
+            self.rule.threshold,
+            self.positive,
+            None if frozen is None else frozen.unsure_margin,
+            None if frozen is None else frozen.target_error,
+            distances,
+            self.ood,
+        )
+
+    def decisions(self, probs: np.ndarray, distances: np.ndarray | None = None) -> list[Decision]:
+        """One Decision per row of probabilities (``distances``: from ``score``)."""
         classes = self.classes
         chosen = self.decide(probs)
+        said = self.verdicts(probs, distances)
         return [
             Decision(
                 classes[k],
                 int(k),
                 {c: float(p) for c, p in zip(classes, row, strict=True)},
                 self.rule.threshold,
+                verdict,
+                reason,
             )
-            for k, row in zip(chosen.tolist(), probs, strict=True)
+            for k, row, (verdict, reason) in zip(chosen.tolist(), probs, said, strict=True)
         ]
 
     def predict(self, images: Sequence[ImageInput] | torch.Tensor) -> list[Decision]:
         """A decision per image."""
-        return self.decisions(self.probabilities(images))
+        scored = self.score(images)
+        return self.decisions(scored.probs, scored.distances)
+
+
+def _feature_distance(predictor: BasePredictor) -> tuple[FeatureDistance | None, str]:
+    """The run's feature-distance reference for these weights, or why there is none."""
+    if not isinstance(predictor, Predictor):
+        return None, "the out-of-distribution check needs the network's features (torch backend)"
+    run = predictor.run
+    path = None if run is None else run.path / OOD_FILE
+    if path is None or not path.is_file():
+        return None, "no out-of-distribution reference was fitted for this model"
+    ood = FeatureDistance.load(path)
+    if ood.checkpoint_sha256 != predictor.sha256:
+        return None, f"{path.name} belongs to other weights"
+    return ood, ""
 
 
 def as_scorer(model: Scorer | str | Path, device: str | torch.device = "cpu") -> Scorer:

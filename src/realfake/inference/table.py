@@ -1,7 +1,8 @@
 """A prediction table: one row per image file of a folder or archive, unreadable ones included.
 
 Columns: filename, label, label_index (the model's class order; CIFAKE: 0 = FAKE, 1 = REAL),
-prob_<class> per class, error (empty unless the file could not be decoded).
+prob_<class> per class, verdict (the label, or UNSURE) and its reason, error (empty unless the
+file could not be decoded).
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
         warnings.simplefilter("ignore", SkippedImagesWarning)
         data = load_images(source, scorer.image_size, scorer.spec.resize, labelled=False)
     split = data.splits[UNLABELLED]
-    probs = scorer.probabilities(split.images, progress=progress)
+    scored = scorer.score(split.images, progress=progress)
+    probs = scored.probs
     predicted = scorer.decide(probs)
+    said = scorer.verdicts(probs, scored.distances)
     good = pd.DataFrame(
         {
             "filename": split.names,
             "label": [classes[i] for i in predicted.tolist()],
             "label_index": pd.array(predicted, dtype="Int64"),
             **{f"prob_{c}": probs[:, k] for k, c in enumerate(classes)},
+            "verdict": [verdict for verdict, _ in said],
+            "reason": [reason for _, reason in said],
             "error": "",
         }
     )
@@ -55,6 +60,8 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
             "label": "",
             "label_index": pd.array([pd.NA] * len(data.skipped), dtype="Int64"),
             **{f"prob_{c}": np.full(len(data.skipped), np.nan) for c in classes},
+            "verdict": "",
+            "reason": "",
             "error": [reason for _, reason in data.skipped],
         }
     )
@@ -79,6 +86,11 @@ def write_predictions(table: pd.DataFrame, path: str | Path, scorer: Scorer) -> 
         "backend": scorer.backend,
         "classes": scorer.classes,
         "decision": scorer.rule_record(),
+        "unsure": {
+            "band": None if scorer.rule.frozen is None else scorer.rule.frozen.unsure_margin,
+            "feature_distance": scorer.ood is not None,
+            "feature_distance_missing": scorer.ood_why or None,
+        },
     }
     write_text(meta, json.dumps(record, indent=2) + "\n")
     return path, meta

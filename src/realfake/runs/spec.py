@@ -22,6 +22,7 @@ THRESHOLD_CRITERIA = ("accuracy", "youden")
 # ±4.9 points at n = 400. Below that, what a threshold buys on validation is within the noise
 # of which images were drawn (realfake.inference.threshold uses it).
 MIN_PER_CLASS = 400
+BAND_FIELDS = ("unsure_margin", "target_error", "val_coverage", "val_selective_accuracy")
 
 
 def default_positive_class(classes: Sequence[str]) -> str | None:
@@ -43,6 +44,13 @@ class FrozenThreshold:
     criterion: str  # what the threshold maximised: accuracy | youden
     source: str  # where it was chosen, for people
     checkpoint_sha256: str  # the weights it belongs to
+    # The UNSURE band: |P(positive) - value| below this margin gets no answer, because on
+    # validation answers that close were wrong more often than ``target_error`` allows
+    # (realfake.inference.verdict). None: no band (every image gets FAKE or REAL).
+    unsure_margin: float | None = None
+    target_error: float | None = None  # the error rate allowed among the answers given
+    val_coverage: float | None = None  # share of validation images answered
+    val_selective_accuracy: float | None = None  # accuracy of those answers on validation
 
     def __post_init__(self) -> None:
         if not (isinstance(self.value, float) and 0.0 <= self.value <= 1.0):
@@ -52,6 +60,9 @@ class FrozenThreshold:
                 f"threshold criterion {self.criterion!r} is unknown; expected one of "
                 f"{', '.join(THRESHOLD_CRITERIA)}"
             )
+        margin = self.unsure_margin
+        if margin is not None and not (0.0 <= margin <= 1.0):
+            raise CheckpointError(f"threshold unsure_margin {margin!r} is not in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,10 @@ class ModelSpec:
                     criterion=str(threshold["criterion"]),
                     source=str(threshold["source"]),
                     checkpoint_sha256=str(threshold["checkpoint_sha256"]),
+                    **{
+                        k: None if threshold.get(k) is None else float(threshold[k])
+                        for k in BAND_FIELDS
+                    },
                 ),
             )
         except KeyError as exc:

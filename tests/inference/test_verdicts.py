@@ -1,0 +1,91 @@
+"""UNSURE verdicts: the band around the threshold and the distance to the training features."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from realfake.inference import Scorer
+from realfake.inference.verdict import (
+    UNSURE,
+    choose_band,
+    error_upper_bound,
+    fit_feature_distance,
+)
+
+
+def test_the_error_bound_is_clopper_pearsons():
+    # No error in n answers: the bound solves (1 - p)^n = 1 - confidence.
+    assert error_upper_bound(np.array([0]), np.array([80]), 0.95)[0] == pytest.approx(
+        1 - 0.05 ** (1 / 80)
+    )
+    assert error_upper_bound(np.array([5]), np.array([5]), 0.95)[0] == 1.0
+
+
+def test_the_band_answers_the_confident_images_and_holds_back_the_coin_flips():
+    rng = np.random.default_rng(0)
+    # 80 confident images, all right; 20 within 0.1 of the threshold 0.5, half of them wrong.
+    confident = np.concatenate([rng.uniform(0.85, 1.0, 40), rng.uniform(0.0, 0.15, 40)])
+    close = rng.uniform(0.41, 0.59, 20)
+    p_fake = np.concatenate([confident, close])
+    decided = np.where(p_fake >= 0.5, 0, 1)  # FAKE = 0 is positive
+    labels = decided.copy()
+    labels[80::2] = 1 - labels[80::2]  # every other close image is wrong
+    band = choose_band(labels, p_fake, positive=0, threshold=0.5, target_error=0.05)
+    assert band is not None
+    assert 0.09 <= band.margin <= 0.35  # between the coin flips and the confident images
+    assert band.coverage == pytest.approx(0.8) and band.selective_accuracy == 1.0
+    # A model wrong everywhere gets no band at all: nothing can be answered at 5% error.
+    assert choose_band(1 - decided, p_fake, 0, 0.5) is None
+
+
+def test_the_feature_distance_flags_what_lies_far_from_both_classes():
+    rng = np.random.default_rng(1)
+    train = np.concatenate([rng.normal(0, 1, (300, 8)), rng.normal(4, 1, (300, 8))])
+    labels = np.repeat([0, 1], 300)
+    val = np.concatenate([rng.normal(0, 1, (100, 8)), rng.normal(4, 1, (100, 8))])
+    ood = fit_feature_distance(train, labels, val, "sha", "test", quantile=0.99)
+    assert math.isfinite(ood.cutoff)
+    assert (ood.distance(val) > ood.cutoff).mean() == pytest.approx(0.01, abs=0.011)
+    far = rng.normal(20, 1, (50, 8))
+    assert (ood.distance(far) > ood.cutoff).all()
+
+
+def test_unlike_images_are_unsure_and_every_surface_says_so(frozen, tiny_onnx, tmp_path):
+    """The frozen run has a feature-distance reference (fitted when its threshold was frozen):
+    flat and noisy pictures are UNSURE with that reason; test images mostly are not; predict
+    and the scorer give the same verdicts."""
+    from PIL import Image
+
+    from realfake.cli import main
+
+    run, result = frozen
+    assert (run / "ood.npz").is_file()
+    assert result.record["unsure"]["feature_distance"]["quantile"] == 0.99
+    verdicts = result.metrics["verdicts"]
+    assert verdicts["answered"] + verdicts["unsure"] == 200
+    assert verdicts["coverage"] >= 0.8  # the run's own test images are mostly answered
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        Image.new("RGB", (32, 32), (40 * k, 255 - 40 * k, 128)).save(folder / f"flat{k}.png")
+        noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(folder / f"noise{k}.png")
+    out = tmp_path / "odd.csv"
+    assert main(["predict", str(run), str(folder), "--out", str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    unsure = table[table["verdict"] == UNSURE]
+    # Noise is far from anything the (barely trained) tiny model saw; most flat pictures too.
+    assert set(unsure["filename"]) >= {f"noise{k}.png" for k in range(6)}
+    assert len(unsure) >= 8, table[["filename", "verdict", "reason"]]
+    assert unsure["reason"].str.startswith("unlike the images it was trained on").all()
+    scorer = Scorer.open(run)
+    decisions = scorer.predict(sorted(folder.iterdir()))
+    assert [d.verdict for d in decisions] == table["verdict"].tolist()
+    # The ONNX backend has no features: no such check, and it says why.
+    onnx = Scorer.open(tiny_onnx)
+    assert onnx.ood is None and "torch backend" in onnx.ood_why
