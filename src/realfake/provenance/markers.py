@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from realfake.provenance.record import VALUE_CHARS, Finding, Kind, Signature, Source, clip
@@ -134,7 +135,7 @@ def _nonempty(text: str) -> bool:
 # PNG text keys that Stable Diffusion front ends write: key (lower case) -> (front end, test
 # that the value is theirs). A key alone is not enough where it is a common word ("prompt",
 # "comment"): the value must have the front end's shape.
-SD_TEXT_KEYS: dict[str, tuple[str, Any]] = {
+SD_TEXT_KEYS: dict[str, tuple[str, Callable[[str], bool]]] = {
     "parameters": ("AUTOMATIC1111-style", looks_like_a1111),
     "prompt": ("ComfyUI prompt", looks_like_comfy_prompt),
     "workflow": ("ComfyUI workflow", looks_like_comfy_workflow),
