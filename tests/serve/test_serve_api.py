@@ -79,7 +79,10 @@ def test_the_write_ups_contract_predict_slash_with_field_data(client, two_images
     answer = client.post("/predict/", files={"data": (path.name, path.read_bytes(), "image/jpeg")})
     assert answer.status_code == 200
     body = answer.json()
-    assert set(body) == {"prediction", "probs"}
+    assert set(body) == {"prediction", "probs"}  # the write-up's clients read exactly these
+    meta = client.get("/metadata").json()
+    assert answer.headers["x-decision-rule"] == meta["rule"]["text"]
+    assert float(answer.headers["x-threshold"]) == pytest.approx(meta["threshold"])
     assert body["prediction"] in ("FAKE", "REAL")
     assert set(body["probs"]) == {"FAKE", "REAL"}
     assert sum(body["probs"].values()) == pytest.approx(1.0)
@@ -97,6 +100,7 @@ def test_explain_answers_a_png_overlay_of_the_image_and_its_map(client, two_imag
     size = SETTINGS.explain_size
     assert picture.size == (2 * size + 4, size + 22)  # image | overlay, captioned
     assert answer.headers["x-prediction"] in ("FAKE", "REAL")
+    assert answer.headers["x-decision-rule"] == client.get("/metadata").json()["rule"]["text"]
     other = client.post(
         "/explain?target=REAL", files={"file": (path.name, path.read_bytes(), "image/jpeg")}
     )

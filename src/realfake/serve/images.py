@@ -41,8 +41,8 @@ class ImageRefused(Exception):
     reason: str
 
 
-def declared_pixels(data: bytes, max_pixels: int) -> int:
-    """Width × height as the file's header declares it; refused when over ``max_pixels``."""
+def declared_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) as the file's header declares it; refused when over ``max_pixels``."""
     if not data:
         raise ImageRefused(422, "empty", "empty file (0 bytes)")
     try:
@@ -63,7 +63,40 @@ def declared_pixels(data: bytes, max_pixels: int) -> int:
             f"declares {width}×{height} = {width * height:,} pixels; the limit is "
             f"{max_pixels:,} pixels",
         )
-    return width * height
+    return width, height
+
+
+def check_png_data(data: bytes, width: int, height: int) -> None:
+    """Refuse a PNG whose compressed pixel data is too short to hold the pixels it declares.
+
+    PNG pixel data is deflated, and deflate expands at most 1032:1 (zlib's documented maximum).
+    A file declaring 6300×6300 RGB pixels with 64 bytes of data is truncated or forged; Pillow
+    would first allocate and zero its 119 MB (42 ms of CPU a request in the server, measured),
+    then fail. Only a cheap walk over the chunk headers here; anything unusual is left to Pillow.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 33:
+        return
+    depth, colour = data[24], data[25]
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if channels is None:
+        return
+    raw = height * (1 + (width * channels * depth + 7) // 8)  # a filter byte per row
+    held, at = 0, 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        if kind == b"IDAT":
+            held += min(length, len(data) - at - 8)
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    # 1100 rather than 1032: a margin, so no image a PNG encoder can write is ever refused.
+    if held * 1100 < raw:
+        failure = OSError(
+            f"image file is truncated: {held:,} bytes of pixel data cannot hold "
+            f"{width}×{height} pixels"
+        )
+        raise ImageRefused(415, "not_an_image", describe_failure(failure))
 
 
 def decode_upload(data: bytes, size: int, resize: str) -> torch.Tensor:
@@ -133,7 +166,9 @@ class Decoder:
 
     def _small(self, data: bytes, size: int, resize: str) -> torch.Tensor | None:
         """Decoded when the header declares a small image (one hop), else None (large lane)."""
-        if declared_pixels(data, self.max_pixels) > LARGE_PIXELS:
+        width, height = declared_size(data, self.max_pixels)
+        if width * height > LARGE_PIXELS:
+            check_png_data(data, width, height)  # before it queues for the large lane
             return None
         return decode_upload(data, size, resize)
 
