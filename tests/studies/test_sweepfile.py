@@ -22,9 +22,17 @@ from realfake.studies.sweep import (
     PruningCallback,
     best_of_history,
     count_trials,
+    run_sweep,
     write_trials_csv,
 )
-from realfake.studies.sweepfile import ALIASES, PRUNERS, SAMPLERS, check_spec, load_sweep
+from realfake.studies.sweepfile import (
+    ALIASES,
+    PRUNERS,
+    SAMPLERS,
+    STORAGE_KINDS,
+    check_spec,
+    load_sweep,
+)
 from realfake.train import compose
 
 WANDB = """
@@ -310,6 +318,20 @@ def test_the_command_line_and_the_sweep_file_offer_the_same_choices(
     for message in (cli, str(err.value)):
         offered = re.findall(r"\w+", message.split("nope", 1)[1])
         assert [w for w in offered if w in allowed] == list(allowed), message
+
+
+def test_a_choice_outside_the_closed_sets_is_refused_naming_the_set(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "params:\n  optim.lr: [0.1]\n")
+    for option, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        with pytest.raises(ConfigError) as err:
+            run_sweep(path, **{option: "annealing"})
+        assert f"{option} 'annealing'; expected one of {', '.join(allowed)}" in str(err.value)
+    assert main(["sweep", str(path), "--storage", "oracle://me:Pa55word@db.example/optuna"]) == 2
+    err = capsys.readouterr().err
+    assert "oracle://me:***@db.example/optuna" in err and "Pa55word" not in err
+    assert all(f"{kind}://" in err for kind in STORAGE_KINDS)
+    assert not (tmp_path / "sweeps").exists()  # refused before anything was written
 
 
 def test_trials_csv_keeps_whole_numbers_whole_where_a_trial_lacks_them(tmp_path):

@@ -61,8 +61,10 @@ from realfake.studies.sweepstorage import (
     mask_secrets,
     open_storage,
     retried_numbers,
+    retry_history,
     retry_of,
     storage_error,
+    storage_kind,
     this_worker,
 )
 from realfake.train import compose, train
@@ -228,6 +230,8 @@ def run_sweep(
     Ctrl-C or SIGTERM ends the running trial as interrupted, queues its values again and
     raises SweepInterrupted (exit code 130 or 143); the same call continues the study.
     """
+    if storage is not None:
+        storage_kind(storage)  # a kind Optuna cannot use stops before anything is written
     spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
     if sampler is not None:
         spec.sampler = check_choice(sampler, SAMPLERS, "run_sweep", "sampler")
@@ -375,13 +379,13 @@ class _Objective:
         values = {key: p.suggest(trial) for key, p in self.spec.params.items()}
         trial.set_user_attr("values", values)
         this = next((t for t in frozen if t.number == trial.number), None)
-        again = retry_of(this) if this is not None else None
+        again = retry_history(this)[-1:] if this is not None else []
         log.info(
             "trial %d/%d (#%d%s): %s",
             done + active + 1,
             self.total,
             trial.number,
-            f", again the values of #{again}" if again is not None else "",
+            f", again the values of #{again[0]}" if again else "",
             ", ".join(f"{k}={_short(v)}" for k, v in values.items()),
         )
         name = f"trial-{trial.number}"
@@ -406,6 +410,8 @@ class _Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:  # NaN, out of memory, a bad combination: this trial only
+            if self.signals.received:  # Ctrl-C also reached the data loader's processes, say
+                return self._interrupted(trial, self.signals.received, pruning)
             return self._failed(trial, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
         saved = OmegaConf.to_container(OmegaConf.load(result.run_dir / "config.yaml"))
         trial.set_user_attr("run_dir", str(result.run_dir))
@@ -481,6 +487,8 @@ def _close_run(path: Path, reason: str) -> None:
             manifest.update({"name": run.name, "status": "interrupted", "error": reason})
             manifest.setdefault("ended", datetime.now(timezone.utc).isoformat(timespec="seconds"))
             write_json(run.manifest, manifest)
+    except RealfakeError as exc:  # a damaged manifest: the trial's end matters more than it
+        log.warning("%s: could not mark it interrupted: %s", path, exc)
     finally:
         lock.release()
 

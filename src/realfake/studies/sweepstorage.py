@@ -39,7 +39,7 @@ CONNECT_TIMEOUT_S = 5
 WORKER_KEY = "worker"  # the trial's user attribute naming the process that runs it
 
 # user:password@ in a URL, and password-like parameters in a query string or a libpq DSN.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s@]+(?=@)")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?=@)")
 _PARAM_SECRET = re.compile(
     r"(?P<head>\b(?:password|passwd|pwd|sslpassword|secret|token|api_key)=)[^\s&;'\"]+",
     re.IGNORECASE,
