@@ -61,7 +61,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_update:
-        update_section("## Demo: `make demo` on the embedded data (issue 5)", body)
+        update_section("## Demo: `make demo` on the embedded data", body)
 
 
 if __name__ == "__main__":

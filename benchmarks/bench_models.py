@@ -32,7 +32,7 @@ from torchvision import models as tv
 from realfake.models import build_model
 from realfake.models.torchvision_compat import from_torchvision_state_dict
 
-HEADING = "## Model zoo: ours vs torchvision (issue 4)"
+HEADING = "## Model zoo: ours vs torchvision"
 
 # name → (torchvision builder, options that give our model torchvision's layout); None: no twin.
 CASES: dict[str, tuple[Callable[..., nn.Module] | None, dict]] = {

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from common import header, median_time, publish
 
-HEADING = "## ONNX Runtime vs torch inference (issue 15)"
+HEADING = "## ONNX Runtime vs torch inference"
 BATCHES = ((1, 50), (256, 3))  # (images per call, timed calls per round)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from common import BENCHMARKS_MD, cifake_sample_paths, header, load_average, publish
 
-HEADING = "## Detection quality: the CPU recipe on CIFAKE (issues 7, 18)"
+HEADING = "## Detection quality: the CPU recipe on CIFAKE"
 
 
 class EpochSnapshots(L.Callback):

@@ -151,7 +151,7 @@ def part_datapath(args) -> None:
         f"ms per 128-image batch, {(robust_per_batch - data_per_batch) / step:.1%} of that "
         "training step; the network's work is unchanged.",
     ]
-    report("## Speed: data path vs the seeds' pipeline (issue 7)", lines, args)
+    report("## Speed: data path vs the seeds' pipeline", lines, args)
 
 
 SETTINGS = {
@@ -223,7 +223,7 @@ def part_train(args) -> None:
                 f"| {name} | {macs / 1e6:,.0f}M | {label} | {rate:,.1f} | {rate / base:.2f}× | "
                 f"{loss - base_loss:+.4f} |"
             )
-    report("## Speed: training throughput per setting on CPU (issue 7)", lines, args)
+    report("## Speed: training throughput per setting on CPU", lines, args)
 
 
 def part_peak(args) -> None:
@@ -258,7 +258,7 @@ def part_peak(args) -> None:
             f"{bf16:,.1f} | {b16 / peaks[torch.bfloat16]:.1%} |"
         )
         print(lines[-1])
-    report("## Speed: fraction of the machine's peak (issue 7)", lines, args)
+    report("## Speed: fraction of the machine's peak", lines, args)
 
 
 def part_inference(args) -> None:
@@ -283,7 +283,7 @@ def part_inference(args) -> None:
             f"| {name} | {rates[1][0]:,.0f} | {rates[1][1] * 1000:.1f} ms | {rates[256][0]:,.0f} |"
         )
         print(lines[-1])
-    report("## Speed: inference on CPU (issue 7)", lines, args)
+    report("## Speed: inference on CPU", lines, args)
 
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -371,7 +371,7 @@ def part_profile(args) -> None:
             f"{e.self_cpu_time_total / args.steps / 1000:.1f} | "
             f"{e.self_cpu_time_total / self_total:.1%} |"
         )
-    report("## Speed: profile of a training step (issue 7)", lines, args)
+    report("## Speed: profile of a training step", lines, args)
 
 
 def report(heading: str, lines: list[str], args) -> None:
