@@ -23,12 +23,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "POST /predict/ (field 'data', the MLOps write-up's contract), POST /explain (Grad-CAM "
         "PNG), GET /health, /ready, /metadata, /metrics, /docs, and a page at / to drop images "
         "on. Listens on loopback unless --host says otherwise. Set REALFAKE_API_KEY to require "
-        "that key in the X-API-Key header.",
+        "that key in the X-API-Key header. The port and the model are checked before anything "
+        "answers: a port in use or a model that does not load is one sentence and exit code 2. "
+        "SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish (up to "
+        "10 s) and exits 0, with one worker or several; workers never outlive the command.",
     )
     parser.add_argument("model", help="run directory, .ckpt file or exported .onnx file")
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    parser.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes, each with its own model, under one supervisor (default 1)",
+    )
     parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
@@ -61,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=positive_int,
         default=None,
-        help="model threads per worker (default: CPU count - 1, one core left to HTTP)",
+        help="model threads per worker (default: the CPU count divided by --workers, at least 1)",
     )
     parser.add_argument(
         "--cors-origin",
