@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 
 from realfake.atomic import check_writable_file
 
@@ -45,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     # Checked before loading or tracing anything: an existing --out fails at once.
     out = check_writable_file(args.out, force=args.force, what="--out")
-    path = export_onnx(args.checkpoint, out, tta=args.tta)
+    try:
+        with _sigterm_unwinds():
+            path = export_onnx(args.checkpoint, out, tta=args.tta)
+    except (_Terminated, KeyboardInterrupt) as stop:
+        name = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        print(f"export stopped ({name}); {out} is as it was", file=sys.stderr)
+        return 143 if isinstance(stop, _Terminated) else 130
     exported = OnnxPredictor.load(path)
     spec = exported.spec
     threshold = (
@@ -61,3 +72,28 @@ def run(args: argparse.Namespace) -> int:
         f"{'on' if spec.flip_tta else 'off'}, {threshold}"
     )
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM during an export, raised where the export is, as Ctrl-C raises KeyboardInterrupt.
+
+    A BaseException, so the exporter's ``except Exception`` cannot swallow it; unwinding runs
+    every ``finally``, the one that removes the temporary ``.part`` file among them.
+    """
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises ``_Terminated`` inside the block (the default would kill at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (an embedding program's business)
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -11,9 +11,12 @@ the checkpoint's SHA-256 and the realfake version go into the file's ``metadata_
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import logging
+import time
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -44,6 +47,11 @@ PARITY_TOLERANCE = 1e-4
 
 log = logging.getLogger(__name__)
 
+try:
+    import fcntl
+except ImportError:  # Windows: a file another process has open cannot be removed anyway
+    fcntl = None
+
 
 class ProbabilityGraph(nn.Module):
     """uint8 N×3×S×S -> N×C probabilities: normalisation, network, softmax, flip TTA if asked."""
@@ -71,6 +79,7 @@ def export_onnx(
     a graph that disagrees is never written.
     """
     out = check_writable_file(out, force=True)  # before the export's seconds of work
+    remove_stale_parts(out)
     onnx = _onnx()
     predictor = (
         ref_or_predictor
@@ -116,11 +125,53 @@ def export_onnx(
     for key, value in metadata.items():  # added to whatever the exporter wrote
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto, full_check=True)
-    with replacing(out) as tmp:
-        onnx.save_model(proto, tmp, format="protobuf")  # (the suffix is .part)
-        _check_parity(graph, OnnxPredictor.load(tmp))
+    held: IO[bytes] | None = None
+    try:
+        with replacing(out) as tmp:
+            # Locked from its first instant until renamed: the mark of a live export that
+            # remove_stale_parts (in another export to the same path) leaves alone.
+            held = _lock(tmp)
+            onnx.save_model(proto, tmp, format="protobuf")  # (the suffix is .part)
+            _check_parity(graph, OnnxPredictor.load(tmp))
+    finally:
+        if held is not None:
+            held.close()
     log.debug("exported %s to %s (flip TTA %s)", spec.model, out, "on" if flip else "off")
     return out
+
+
+def remove_stale_parts(out: Path) -> list[Path]:
+    """Remove the temporary files beside ``out`` that a killed export left; returns them.
+
+    An export that fails or is stopped by a signal removes its own ``.OUT.*.part``; ``kill -9``
+    lets no code run, so the next export to the same path does it. A part whose lock is held
+    belongs to an export still running and stays, and so does one younger than a second (the
+    instant between a part's creation and its lock).
+    """
+    removed = []
+    for part in sorted(out.parent.glob(f".{glob.escape(out.name)}.*.part")):
+        try:
+            if time.time() - part.stat().st_mtime < 1.0:
+                continue
+            if fcntl is None:
+                part.unlink()
+            else:
+                with part.open("rb") as handle:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    part.unlink()
+        except OSError:  # held by a running export (BlockingIOError), or already gone
+            continue
+        log.warning("removed %s, left by an export to %s that was killed", part, out.name)
+        removed.append(part)
+    return removed
+
+
+def _lock(path: Path) -> IO[bytes]:
+    """``path`` opened and exclusively locked (POSIX); the lock lasts until it is closed."""
+    handle = path.open("rb")
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
 
 
 def _check_parity(graph: ProbabilityGraph, exported: OnnxPredictor) -> None:
