@@ -22,6 +22,8 @@ COLUMNS = [
     "prob_REAL",
     "verdict",
     "reason",
+    "pixel_verdict",
+    "evidence",
     "error",
 ]
 

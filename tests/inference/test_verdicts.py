@@ -89,3 +89,29 @@ def test_unlike_images_are_unsure_and_every_surface_says_so(frozen, tiny_onnx, t
     # The ONNX backend has no features: no such check, and it says why.
     onnx = Scorer.open(tiny_onnx)
     assert onnx.ood is None and "torch backend" in onnx.ood_why
+
+
+def test_predict_shows_provenance_beside_the_pixels_and_absence_proves_nothing(tiny_run, tmp_path):
+    """A PNG declaring Stable Diffusion parameters is FAKE by declaration whatever the pixels
+    say; the same pixels without metadata keep the pixel verdict."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from realfake.cli import main
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    picture = Image.new("RGB", (32, 32), (120, 90, 60))
+    info = PngInfo()
+    info.add_text("parameters", "a photo of a cat\nSteps: 20, Sampler: Euler a, Seed: 1")
+    picture.save(folder / "declared.png", pnginfo=info)
+    picture.save(folder / "stripped.png")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_run), str(folder), "--out", str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False).set_index("filename")
+    declared, stripped = table.loc["declared.png"], table.loc["stripped.png"]
+    assert declared["pixel_verdict"] == stripped["pixel_verdict"]  # the same pixels
+    assert declared["verdict"] == "FAKE"
+    assert "parameters" in declared["evidence"] or "Stable Diffusion" in declared["evidence"]
+    assert stripped["verdict"] == stripped["pixel_verdict"]
+    assert "absence proves nothing" in stripped["evidence"]

@@ -1,9 +1,9 @@
-"""Evaluation of trained runs: metrics, the frozen threshold, bootstrap intervals, figures, reports.
+"""Evaluation of trained runs: metrics, bootstrap intervals, figures, reports, tracking.
 
-evaluation  evaluate(run) -> metrics.json, figures/, report.md/.html
-sources     the images scored and the threshold frozen on the run's validation split
+evaluation  evaluate(model) -> metrics.json, predictions.csv, figures/, report.md/.html; the
+            deliberate step that freezes a threshold, UNSURE band and feature distance
 metrics     classification metrics of probabilities (scikit-learn, torchmetrics)
-threshold   choosing the binary threshold on validation data
+tracking    the evaluation logged to the run's MLflow entry (and W&B offline run)
 bootstrap   percentile intervals of the metrics
 significance paired tests of two classifiers on the same images (bootstrap, McNemar)
 figures     confusion matrix, ROC, PR, reliability, mistakes, learning curves

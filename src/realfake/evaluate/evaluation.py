@@ -200,8 +200,8 @@ def freeze_on_validation(
         criterion=criterion,
         min_per_class=min_per_class,
     )
-    if outcome.frozen is None:
-        return scorer, outcome
+    if outcome.frozen is None:  # refused: the run keeps the rule it had
+        return Scorer.build(scorer.predictor, tta=scorer.tta, batch_size=scorer.batch_size), outcome
     frozen = outcome.frozen
     band = choose_band(val.labels.numpy(), probs[:, positive], positive, frozen.value)
     if band is not None:

@@ -2,7 +2,9 @@
 
 Columns: filename, label, label_index (the model's class order; CIFAKE: 0 = FAKE, 1 = REAL),
 prob_<class> per class, verdict (the label, or UNSURE) and its reason, error (empty unless the
-file could not be decoded).
+file could not be decoded). A FAKE/REAL detector also gets pixel_verdict (the pixels' own) and
+evidence (what the file's metadata says of its origin); verdict and reason are then combined by
+the provenance rules (a signed or declared AI origin decides; absence proves nothing).
 """
 
 from __future__ import annotations
@@ -65,10 +67,40 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
             "error": [reason for _, reason in data.skipped],
         }
     )
+    if set(classes) == {"FAKE", "REAL"}:
+        add_provenance(good, source)
+        bad["pixel_verdict"] = bad["evidence"] = ""
     frames = [f for f in (good, bad) if len(f)]
     table = pd.concat(frames, ignore_index=True) if frames else good
+    table = table[[c for c in good.columns if c != "error"] + ["error"]]
     table = table.sort_values("filename", kind="stable", ignore_index=True)
     return Predictions(table, list(getattr(data, "ignored_files", [])))
+
+
+def add_provenance(table: pd.DataFrame, source: str | Path) -> None:
+    """Evidence besides pixels, per image: what the file's metadata says about its origin, and
+    the verdict combined by ``realfake.provenance.RULES`` (columns pixel_verdict, evidence;
+    verdict and reason become the combined ones)."""
+    from realfake.data.sources import open_source
+    from realfake.provenance import combine, read_provenance
+
+    src = open_source(source)
+    wanted = {name: i for i, name in enumerate(table["filename"])}
+    entries = [e for e in src.listing().images if e.name in wanted]
+    pixel, evidence = list(table["verdict"]), [""] * len(table)
+    verdict, reason = list(table["verdict"]), list(table["reason"])
+    for entry, data in src.read(entries):
+        if isinstance(data, Exception):
+            continue
+        i = wanted[entry.name]
+        found = read_provenance(data, entry.name)
+        evidence[i] = " | ".join(found.lines())
+        combined = combine(pixel[i], found)
+        if combined.rule != "pixels":  # a provenance rule decided: say so, pixels beside it
+            verdict[i] = combined.verdict
+            reason[i] = "; ".join(combined.reasons) + f" (pixels: {reason[i]})"
+    table["pixel_verdict"], table["verdict"], table["reason"] = pixel, verdict, reason
+    table["evidence"] = evidence
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path, scorer: Scorer) -> tuple[Path, Path]:
