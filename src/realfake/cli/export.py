@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "threshold) goes into its metadata. `realfake predict MODEL.onnx ...` runs it with ONNX "
         "Runtime. Needs the onnx extra: pip install 'realfake[onnx]'.",
     )
-    p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="run directory or .ckpt file")
+    p.add_argument(
+        "model",
+        metavar="RUN",
+        help="a run directory (its best, else last checkpoint) or a .ckpt file",
+    )
     p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (onnx)")
     p.add_argument("--out", default="model.onnx", help="file to write (model.onnx)")
     p.add_argument(
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable_file(args.out, force=args.force, what="--out")
     try:
         with _sigterm_unwinds():
-            path = export_onnx(args.checkpoint, out, tta=args.tta)
+            path = export_onnx(args.model, out, tta=args.tta)
     except (_Terminated, KeyboardInterrupt) as stop:
         name = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         print(f"export stopped ({name}); {out} is as it was", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from realfake.cli._common import device, positive_int
+from realfake.cli._common import add_model_argument, device, positive_int
 
 
 def _port(text: str) -> int:
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish (up to "
         "10 s) and exits 0, with one worker or several; workers never outlive the command.",
     )
-    parser.add_argument("model", help="run directory, .ckpt file or exported .onnx file")
+    add_model_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     parser.add_argument(

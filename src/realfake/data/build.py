@@ -5,7 +5,7 @@ to worker processes that decode and hash them; results land in memory-mapped arr
 a data set larger than RAM can be cached.
 
 No process outlives the build: workers die with their parent however it ends (see
-``_watch_parent``), and the pool is killed when the build fails or is interrupted. The entry's
+``watch_parent``), and the pool is killed when the build fails or is interrupted. The entry's
 temporary folder is removed on failure, and by the next load when the parent was killed.
 """
 
@@ -210,7 +210,7 @@ def _decode_stream(
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
-        initializer=_watch_parent,
+        initializer=watch_parent,
         initargs=(os.getpid(),),
     )
     finished = False
@@ -254,7 +254,7 @@ def _kill_pool(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
         log.warning("decoding workers %s did not stop within %.0f s", alive, timeout)
 
 
-def _watch_parent(parent: int) -> None:
+def watch_parent(parent: int) -> None:
     """Worker initialiser: die with the parent ``parent``, and leave Ctrl-C to the parent.
 
     Without this a SIGKILLed parent leaves its workers blocked on the task queue forever

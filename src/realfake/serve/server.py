@@ -293,11 +293,11 @@ def _worker_main(
     log_level: str,
 ) -> None:
     """One worker process: load the model, say so, and answer on the supervisor's socket."""
-    from realfake.data.build import _watch_parent
+    from realfake.data.build import watch_parent
 
     # Dies with the supervisor (kill -9 included) and leaves Ctrl-C to it: the supervisor
     # turns a Ctrl-C into one SIGTERM for each worker.
-    _watch_parent(parent)
+    watch_parent(parent)
     # A spawned process starts with no logging set up: the same format as the command line's.
     logging.basicConfig(
         level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", force=True
