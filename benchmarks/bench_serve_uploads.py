@@ -1,13 +1,17 @@
-"""Memory of `realfake serve` after large uploads: does RSS come back to its plateau?
+"""Large uploads against `realfake serve`: does /health stall, does RSS come back to its plateau?
 
 The server (one worker, torch backend, `--max-body-mb 64`) runs in its own process on loopback.
-After a warm-up of small requests, ``--clients`` closed-loop clients (8) each POST
-``--uploads`` (4) PNGs of 6000×6000 pixels (36 MP, a smooth gradient: ~110 MB of RGB once
-decoded) to /predict, one after the other; this is done for ``--rounds`` rounds. The server's
-RSS is sampled from /proc every 50 ms: at the plateau before, at the peak, right after each
-round and after ``--settle`` seconds idle.
 
-    python benchmarks/bench_serve_memory.py RUN [--clients 8] [--uploads 4] [--rounds 2]
+1. Stall: one POST /predict of 16 PNGs of 38 KB, each 6300×6300 grayscale pixels (under the
+   40 MP limit, ~1.2 s each to decode on this machine), while another connection sends
+   GET /health every 10 ms: the slowest and the median /health answer.
+2. Memory: after a warm-up of small requests, ``--clients`` closed-loop clients (8) each POST
+   ``--uploads`` (4) PNGs of 6000×6000 pixels (36 MP, a smooth gradient: ~110 MB of RGB once
+   decoded) to /predict, one after the other, for ``--rounds`` rounds. The server's RSS is
+   sampled from /proc every 50 ms: at the plateau before, at the peak, right after each round
+   and after ``--settle`` seconds idle.
+
+    python benchmarks/bench_serve_uploads.py RUN [--clients 8] [--uploads 4] [--rounds 2]
 
 To measure another version of the service, run it with that version first on PYTHONPATH (the
 server process inherits the environment).
@@ -78,6 +82,46 @@ async def _round(server: Server, request: bytes, clients: int, uploads: int) -> 
     return {"statuses": statuses, "peak": max(samples), "after": samples[-1], "seconds": seconds}
 
 
+def heavy_png(side: int = 6300) -> bytes:
+    """A side×side grayscale PNG of zeros: ~38 KB that decode to side² (×3 in RGB) bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def stall(server: Server, files: int = 16) -> list[str]:
+    """/health latency while one request of ``files`` heavy PNGs is decoded."""
+    url = urlsplit(server.url)
+    png = heavy_png()
+    parts = [("files", f"{i}.png", png, "image/png") for i in range(files)]
+    request = raw_http.post_files("/predict", url.netloc, parts)
+    probe = raw_http.get("/health", url.netloc)
+    uploader = raw_http.Connection(url.hostname, url.port, timeout=600)
+    prober = raw_http.Connection(url.hostname, url.port)
+    await prober.request(probe)
+    started = time.perf_counter()
+    task = asyncio.create_task(uploader.request(request))
+    latencies = []
+    while not task.done():
+        t = time.perf_counter()
+        await prober.request(probe)
+        latencies.append(time.perf_counter() - t)
+        await asyncio.sleep(0.01)
+    answer = await task
+    took = time.perf_counter() - started
+    await uploader.close()
+    await prober.close()
+    return [
+        f"stall: {files} PNGs of {len(png) / 1000:.0f} KB declaring 6300×6300 in one /predict: "
+        f"answered {answer.status} in {took:.1f} s; meanwhile {len(latencies)} GET /health, "
+        f"slowest {1000 * max(latencies):.0f} ms, median "
+        f"{1000 * statistics.median(latencies):.0f} ms",
+        "",
+    ]
+
+
 async def measure(server: Server, png: bytes, args: argparse.Namespace) -> list[str]:
     url = urlsplit(server.url)
     host = url.netloc
@@ -130,7 +174,8 @@ def main() -> int:
     log = Path(tempfile.mkdtemp()) / "server.log"
     command = realfake_serve(args.model, "--max-body-mb", "64", *args.extra.split())
     with running(command, log) as server:
-        lines = raw_http.run(measure(server, png, args))
+        lines = raw_http.run(stall(server))
+        lines += raw_http.run(measure(server, png, args))
     print("\n".join(lines))
     return 0
 
