@@ -33,6 +33,33 @@ def decode_image(data: bytes, size: int, resize: str) -> tuple[np.ndarray, tuple
         return prepare_image(im, size, resize), original
 
 
+# Native-resolution decoding keeps every pixel: 64 megapixels (a 9248×6936 photo) is 192 MB of
+# uint8, the most one image may take; larger ones are refused rather than resized.
+MAX_NATIVE_PIXELS = 64_000_000
+
+
+def decode_native(data: bytes) -> np.ndarray:
+    """Decode one image at its own size (upright, RGB): 3×H×W uint8, never resized."""
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(io.BytesIO(data)) as im:
+        return native_image(im)
+
+
+def native_image(im: Image.Image) -> np.ndarray:
+    """An opened image upright and RGB at its own size (3×H×W uint8)."""
+    w, h = im.size
+    if w * h > MAX_NATIVE_PIXELS:
+        raise ValueError(
+            f"{w}×{h} is {w * h / 1e6:.0f} megapixels, over the {MAX_NATIVE_PIXELS / 1e6:.0f} "
+            "scored at native resolution"
+        )
+    im.load()
+    if "exif" in im.info:
+        im = ImageOps.exif_transpose(im)
+    return np.asarray(_to_rgb(im)).transpose(2, 0, 1)
+
+
 def prepare_image(im: Image.Image, size: int, resize: str) -> np.ndarray:
     """An opened image as the network sees it: upright, RGB, size×size (3×size×size uint8)."""
     if "exif" in im.info:

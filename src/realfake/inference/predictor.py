@@ -8,6 +8,7 @@ which wraps a predictor with its TTA, batch size and decision rule.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
@@ -19,7 +20,13 @@ import torch
 from torch import nn
 
 from realfake.data.augment import normalize
-from realfake.data.decode import decode_image, describe_failure, prepare_image
+from realfake.data.decode import (
+    decode_image,
+    decode_native,
+    describe_failure,
+    native_image,
+    prepare_image,
+)
 from realfake.errors import CheckpointError, ConfigError, DataError
 from realfake.runs import (
     ModelSpec,
@@ -167,8 +174,82 @@ class BasePredictor(ABC):
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: expected at least 1 image per batch")
         flip = self.resolve_tta(tta)
+        if self.spec.tiles and resize and not self._already_prepared(images):
+            return self._tile_probabilities(images, flip, batch_size)
         if resize or not isinstance(images, torch.Tensor):
             images = self.prepare_batch(images)
+        return self._batched(images, flip, batch_size, progress)
+
+    def _already_prepared(self, images: Sequence[ImageInput] | torch.Tensor) -> bool:
+        """A uint8 N×3×S×S batch at the network's size: each image is its own single tile."""
+        size = (self.image_size, self.image_size)
+        return isinstance(images, torch.Tensor) and tuple(images.shape[-2:]) == size
+
+    # --- native resolution: tiles ------------------------------------------------------------
+
+    def native(self, image: ImageInput) -> torch.Tensor:
+        """One image at its own size, upright and RGB (3×H×W uint8), never resized."""
+        try:
+            if isinstance(image, torch.Tensor):
+                if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+                    raise DataError(
+                        f"expected a uint8 image tensor 3×H×W, got {image.dtype} "
+                        f"{tuple(image.shape)}"
+                    )
+                return image.cpu()
+            if isinstance(image, (str, Path)):
+                return torch.from_numpy(decode_native(Path(image).read_bytes()).copy())
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                return torch.from_numpy(decode_native(bytes(image)).copy())
+            from PIL import Image
+
+            if isinstance(image, Image.Image):
+                return torch.from_numpy(native_image(image).copy())
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{_describe(image)}: {describe_failure(exc)}") from None
+        raise DataError(
+            f"cannot read an image from a {type(image).__name__}; expected a path, bytes, a PIL "
+            "image or a uint8 tensor 3×H×W"
+        )
+
+    def tiles(self, image: torch.Tensor) -> torch.Tensor:
+        """The spec's tiles of one native image (K×3×S×S uint8, K <= spec.tiles).
+
+        Tiles of S×S pixels are spread evenly over the image, covering it when spec.tiles
+        allows, else on the largest grid of that many with the image's proportions. An image
+        smaller than S on a side cannot be tiled: it is brought to S×S by the spec's resize
+        policy, the one place pixels are resampled in this mode.
+        """
+        size, (h, w) = self.image_size, image.shape[-2:]
+        if h < size or w < size:
+            return self._prepare_tensor(image)[None]
+        rows, cols = math.ceil(h / size), math.ceil(w / size)
+        if rows * cols > self.spec.tiles:
+            # The largest grid within the budget that keeps the image's proportions.
+            rows = max(1, min(rows, math.floor(math.sqrt(self.spec.tiles * h / w))))
+            cols = max(1, min(cols, self.spec.tiles // rows))
+        ys = np.linspace(0, h - size, rows).round().astype(int)
+        xs = np.linspace(0, w - size, cols).round().astype(int)
+        return torch.stack([image[:, y : y + size, x : x + size] for y in ys for x in xs])
+
+    def _tile_probabilities(
+        self, images: Sequence[ImageInput] | torch.Tensor, flip: bool, batch_size: int
+    ) -> np.ndarray:
+        """Each image's tiles scored, then aggregated by the spec's rule (mean, or max)."""
+        out = np.empty((len(images), len(self.spec.classes)), dtype=np.float64)
+        for i, image in enumerate(images):
+            probs = self._batched(self.tiles(self.native(image)), flip, batch_size, False)
+            positive = self.spec.positive
+            if self.spec.tile_aggregate == "max" and positive is not None:
+                out[i] = probs[int(probs[:, positive].argmax())]  # the most positive tile
+            else:
+                out[i] = probs.mean(0)
+        return out
+
+    def _batched(
+        self, images: torch.Tensor, flip: bool, batch_size: int, progress: bool
+    ) -> np.ndarray:
+        """Probabilities of prepared uint8 N×3×S×S images, ``batch_size`` at a time."""
         n = images.shape[0]
         out = np.empty((n, len(self.spec.classes)), dtype=np.float64)
         bar = _Progress(n, "predicting") if progress and n > batch_size else None

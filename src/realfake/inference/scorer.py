@@ -182,6 +182,14 @@ class Scorer:
         if self.ood is None:
             return Scored(self.probabilities(images, progress=progress), None)
         model = self.torch_predictor().model
+        if self.spec.tiles and not self.predictor._already_prepared(images):
+            # Tiles: one feature vector per image, the mean over its tiles (and views).
+            probs, features = [], []
+            for image in images:
+                with features_hook(model, 2 if self.tta else 1) as hook:
+                    probs.append(self.probabilities([image]))
+                features.append(hook.features().mean(0))
+            return Scored(np.concatenate(probs), self.ood.distance(np.stack(features)))
         with features_hook(model, 2 if self.tta else 1) as hook:
             probs = self.probabilities(images, progress=progress)
         return Scored(probs, self.ood.distance(hook.features()))

@@ -16,11 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from realfake.atomic import write_text
+from realfake.data.decode import describe_failure
 from realfake.data.layout import UNLABELLED
 from realfake.data.loader import SkippedImagesWarning, load_images
-from realfake.inference.scorer import Scorer
+from realfake.data.sources import open_source
+from realfake.errors import DataError
+from realfake.inference.scorer import Scored, Scorer
 
 
 @dataclass
@@ -33,21 +37,27 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
     """The table for every image file under ``source``, decided by the scorer's rule.
 
     Images are decoded by the data layer's loader (its cache and parallel decoding), at the
-    model's size and resize policy, so they are the pixels evaluation scores.
+    model's size and resize policy, so they are the pixels evaluation scores; a model whose
+    spec scores native tiles reads every file at its own size instead (``native_scores``).
     """
     classes = scorer.classes
-    with warnings.catch_warnings():
-        # Each unreadable file becomes an error row below, which says more than one warning.
-        warnings.simplefilter("ignore", SkippedImagesWarning)
-        data = load_images(source, scorer.image_size, scorer.spec.resize, labelled=False)
-    split = data.splits[UNLABELLED]
-    scored = scorer.score(split.images, progress=progress)
+    if scorer.spec.tiles:
+        names, scored, skipped, ignored = native_scores(scorer, source)
+    else:
+        with warnings.catch_warnings():
+            # Each unreadable file becomes an error row below, which says more than one warning.
+            warnings.simplefilter("ignore", SkippedImagesWarning)
+            data = load_images(source, scorer.image_size, scorer.spec.resize, labelled=False)
+        split = data.splits[UNLABELLED]
+        names, skipped = split.names, data.skipped
+        ignored = list(getattr(data, "ignored_files", []))
+        scored = scorer.score(split.images, progress=progress)
     probs = scored.probs
     predicted = scorer.decide(probs)
     said = scorer.verdicts(probs, scored.distances)
     good = pd.DataFrame(
         {
-            "filename": split.names,
+            "filename": names,
             "label": [classes[i] for i in predicted.tolist()],
             "label_index": pd.array(predicted, dtype="Int64"),
             **{f"prob_{c}": probs[:, k] for k, c in enumerate(classes)},
@@ -58,13 +68,13 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
     )
     bad = pd.DataFrame(
         {
-            "filename": [name for name, _ in data.skipped],
+            "filename": [name for name, _ in skipped],
             "label": "",
-            "label_index": pd.array([pd.NA] * len(data.skipped), dtype="Int64"),
-            **{f"prob_{c}": np.full(len(data.skipped), np.nan) for c in classes},
+            "label_index": pd.array([pd.NA] * len(skipped), dtype="Int64"),
+            **{f"prob_{c}": np.full(len(skipped), np.nan) for c in classes},
             "verdict": "",
             "reason": "",
-            "error": [reason for _, reason in data.skipped],
+            "error": [reason for _, reason in skipped],
         }
     )
     if set(classes) == {"FAKE", "REAL"}:
@@ -74,7 +84,47 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
     table = pd.concat(frames, ignore_index=True) if frames else good
     table = table[[c for c in good.columns if c != "error"] + ["error"]]
     table = table.sort_values("filename", kind="stable", ignore_index=True)
-    return Predictions(table, list(getattr(data, "ignored_files", [])))
+    return Predictions(table, ignored)
+
+
+NATIVE_CHUNK = 16  # images decoded at their own size at once: bounded memory for large photos
+
+
+def native_scores(
+    scorer: Scorer, source: str | Path
+) -> tuple[list[str], Scored, list[tuple[str, str]], list[str]]:
+    """Every image file of ``source`` scored at its own size by the spec's tiles, a few files at
+    a time: (names, scores, unreadable files with why, files left out by extension)."""
+    src = open_source(source)
+    listing = src.listing()
+    names: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    parts: list[Scored] = []
+    chunk: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if chunk:
+            parts.append(scorer.score(chunk))
+            chunk.clear()
+
+    for entry, data in src.read(listing.images):
+        if isinstance(data, Exception):
+            skipped.append((entry.name, describe_failure(data)))
+            continue
+        try:
+            chunk.append(scorer.predictor.native(data))
+        except DataError as exc:
+            skipped.append((entry.name, str(exc).split(": ", 1)[-1]))
+            continue
+        names.append(entry.name)
+        if len(chunk) == NATIVE_CHUNK:
+            flush()
+    flush()
+    n = len(scorer.classes)
+    probs = np.concatenate([p.probs for p in parts]) if parts else np.zeros((0, n))
+    with_distances = bool(parts) and all(p.distances is not None for p in parts)
+    distances = np.concatenate([p.distances for p in parts]) if with_distances else None
+    return names, Scored(probs, distances), skipped, list(listing.ignored)
 
 
 def add_provenance(table: pd.DataFrame, source: str | Path) -> None:

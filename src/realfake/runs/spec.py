@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from realfake.data.config import RESIZE_POLICIES
+from realfake.data.config import RESIZE_POLICIES, TILE_AGGREGATES
 from realfake.errors import CheckpointError
 
 SPEC_VERSION = 1
@@ -80,6 +80,13 @@ class ModelSpec:
     # Constructor options of the model beyond num_classes and image_size (dropout, stem, ...).
     model_options: Mapping[str, Any] = field(default_factory=dict)
     threshold: FrozenThreshold | None = None  # set once `realfake evaluate` chose one
+    # The input rule for images of another size. 0: the whole image is brought to image_size
+    # by ``resize`` (what the network was trained on when all images were resized). N > 0:
+    # native pixels, never resized: up to N tiles of image_size×image_size spread over the
+    # image, scored one by one and aggregated by ``tile_aggregate`` (NPR's authors: tile, do
+    # not resize, or the upsampling traces a detector reads are gone).
+    tiles: int = 0
+    tile_aggregate: str = "mean"
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
@@ -92,6 +99,10 @@ class ModelSpec:
             values = getattr(self, name)
             if len(values) != 3 or not all(math.isfinite(v) for v in values):
                 raise CheckpointError(f"spec field '{name}': expected 3 numbers, got {values}")
+        if not (isinstance(self.tiles, int) and self.tiles >= 0):
+            raise CheckpointError(f"spec field 'tiles': {self.tiles!r} is not a count >= 0")
+        if self.tile_aggregate not in TILE_AGGREGATES:
+            raise CheckpointError(f"spec field 'tile_aggregate': {self.tile_aggregate!r}")
         if min(self.std) <= 0:
             raise CheckpointError(f"spec field 'std': {self.std} must be positive")
         binary = len(self.classes) == 2
@@ -142,6 +153,8 @@ class ModelSpec:
                 flip_tta=bool(data["flip_tta"]),
                 positive_class=data["positive_class"],
                 model_options=dict(data.get("model_options") or {}),
+                tiles=int(data.get("tiles", 0)),
+                tile_aggregate=str(data.get("tile_aggregate", "mean")),
                 threshold=None
                 if threshold is None
                 else FrozenThreshold(
@@ -189,6 +202,8 @@ class ModelSpec:
             flip_tta=bool(config.get("trainer", {}).get("flip_tta", False)),
             positive_class=positive if len(classes) == 2 else None,
             model_options=options,
+            tiles=int(data.get("tiles") or 0),
+            tile_aggregate=str(data.get("tile_aggregate") or "mean"),
         )
 
     def build_model(self):
