@@ -133,8 +133,8 @@ def give_back_memory() -> None:
     """Return the heap's free pages to the system (glibc); a no-op elsewhere.
 
     glibc keeps freed memory in its arenas: after 8 clients × 4 uploads of 36 MP PNGs the
-    server's RSS stayed ~1 GB above its plateau without this (BENCHMARKS.md, "Serving: large
-    uploads").
+    server's RSS stayed ~1 GB above its plateau without this (BENCHMARKS.md, "Serving: hostile
+    clients and large uploads").
     """
     trim = _malloc_trim()
     if trim is not None:
