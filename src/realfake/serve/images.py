@@ -28,8 +28,8 @@ from PIL import Image
 from realfake.data.decode import decode_image, describe_failure
 
 # Over this many declared pixels an upload is "large": it decodes in the large lane (at most
-# ``large_decodes`` at once) and the heap is trimmed after it. 4 MP is a 2560×1600 screenshot,
-# ~12 MB of RGB; CIFAKE's 32 px images are 1,024 pixels.
+# ``large_decodes`` at once), and the heap is trimmed once none is left. 4 MP is a 2560×1600
+# screenshot, ~12 MB of RGB; CIFAKE's 32 px images are 1,024 pixels.
 LARGE_PIXELS = 4_000_000
 
 

@@ -36,15 +36,6 @@ def open_scorer(model: ModelSource, settings: ServeSettings) -> Scorer:
     return Scorer.build(model, batch_size=settings.max_batch)
 
 
-def load_served_predictor(
-    ref: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None
-) -> BasePredictor:
-    """The predictor alone of a run, .ckpt or .onnx file (``open_scorer`` adds the rule)."""
-    from realfake.inference import load_predictor
-
-    return load_predictor(ref, backend=backend, device=device, threads=threads)
-
-
 def torch_model(scorer: Scorer) -> nn.Module | None:
     """The scorer's torch network (Grad-CAM needs one), or None (ONNX backend)."""
     model = getattr(scorer.predictor, "model", None)
