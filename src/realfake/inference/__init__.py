@@ -8,7 +8,9 @@ rule        the decision rule (arg-max, or a threshold frozen for the weights) a
 threshold   freezing a threshold on validation, only when the split can support it
 scorer      Scorer: predictor + TTA + batch size + rule, the one owner of images → decision
 splits      labelled images to score: a run's own splits rebuilt, or any labelled source
+verdict     FAKE / REAL / UNSURE: the band around the threshold, the distance to training images
 table       a prediction table (CSV) for every image file of a folder or archive
+summary     the one-page HTML summary of a prediction table, for people
 """
 
 from realfake.inference.backends import BACKENDS, load_predictor
