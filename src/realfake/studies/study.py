@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from realfake.errors import CheckpointError, ConfigError, TrainingInterrupted
 from realfake.runs import RunDir, read_json, write_json
 from realfake.studies.comparison import Comparison, collect, tabulate
+from realfake.studies.cross_source import cross_source_table, write_cross_source
 from realfake.train import compose, train
 from realfake.train.config import config_dir, flatten, to_dict
 from realfake.train.provenance import now
@@ -45,6 +46,9 @@ class Study:
     arms: dict[str, list[str]]
     common: list[str] = field(default_factory=list)
     description: str = ""
+    # Test sources: name -> data overrides (``[data=faces_256]``); every run is also scored on
+    # each one's test split, in a train × test table (realfake.studies.cross_source).
+    test_on: dict[str, list[str]] = field(default_factory=dict)
 
 
 def available_studies() -> list[str]:
@@ -67,7 +71,10 @@ def load_study(name_or_path: str | Path) -> Study:
     if not isinstance(arms, DictConfig) or not arms:
         raise ConfigError(f"{path}: expected a mapping 'arms: {{name: [KEY=VALUE, ...]}}'")
     common = raw.get("common") or []
-    for where, overrides in [("common", common), *arms.items()]:
+    test_on = raw.get("test_on") or {}
+    if not isinstance(test_on, (DictConfig, dict)):
+        raise ConfigError(f"{path}: expected a mapping 'test_on: {{name: [KEY=VALUE, ...]}}'")
+    for where, overrides in [("common", common), *arms.items(), *test_on.items()]:
         if not isinstance(overrides, (ListConfig, list)) or not all(
             isinstance(o, str) and "=" in o for o in overrides
         ):
@@ -77,6 +84,7 @@ def load_study(name_or_path: str | Path) -> Study:
         arms={str(k): [str(o) for o in v] for k, v in arms.items()},
         common=[str(o) for o in common],
         description=str(raw.get("description") or ""),
+        test_on={str(k): [str(o) for o in v] for k, v in test_on.items()},
     )
 
 
@@ -160,6 +168,10 @@ def run_study(
             f"{_cost_note(record, len(run_dirs))}"
         )
         result = tabulate(collected, out_dir, title=f"study {study.name}", note=note.strip())
+        if study.test_on:
+            arms = [arm for arm, _ in configs]
+            runs, summary = cross_source_table(run_dirs, arms, study.test_on)
+            result.files["cross_source"] = write_cross_source(summary, runs, out_dir)
         record["finished"] = now()
     except TrainingInterrupted as exc:
         if isinstance(exc, StudyInterrupted):
@@ -173,7 +185,13 @@ def run_study(
 def continue_study(study_dir: str | Path) -> Comparison:
     """Continue the study in ``study_dir`` as its study.json planned it."""
     stored = read_plan(Path(study_dir))
-    study = Study(stored["study"], stored["arms"], stored["common"], stored.get("description", ""))
+    study = Study(
+        stored["study"],
+        stored["arms"],
+        stored["common"],
+        stored.get("description", ""),
+        stored.get("test_on", {}),
+    )
     return run_study(study, stored["seeds"], stored["overrides"], resume=study_dir)
 
 
@@ -193,6 +211,7 @@ def study_plan(
         "description": study.description,
         "common": list(study.common),
         "arms": {arm: list(arm_overrides) for arm, arm_overrides in study.arms.items()},
+        **({"test_on": dict(study.test_on)} if study.test_on else {}),
         "overrides": list(overrides),
         "seeds": seeds,
         "runs": [
