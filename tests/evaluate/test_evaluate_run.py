@@ -19,6 +19,7 @@ FIGURES = (
     "reliability",
     "mistakes",
     "risk_coverage",
+    "per_source",
 )
 
 

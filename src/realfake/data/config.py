@@ -8,6 +8,10 @@ from realfake.errors import ConfigError
 
 RESIZE_POLICIES = ("stretch", "center_crop")
 FLIP_MODES = ("random", "alternate")
+# How training batches are drawn: "none" shuffles the images (every image once an epoch);
+# "class" gives every class, "source_class" every (source, class) pair, the same share of an
+# epoch's draws, so that a large source or class does not drown a small one.
+BALANCE_MODES = ("none", "class", "source_class")
 
 
 def _bad(name: str, value: object, expected: str) -> ConfigError:
@@ -89,6 +93,24 @@ class AugmentConfig:
 
 
 @dataclass
+class ExtraSource:
+    """One more data set mixed into a run (``data.extra_sources.KEY``)."""
+
+    source: str | None = None  # a folder, split tree, .zip, .tar(.gz) or .csv manifest
+    test_source: str | None = None  # as data.test_source, for this data set
+    # As data.source_name: the name of its images, by default from its file or folder name
+    # (faces-256/train.tar is "faces-256", as in a run of that data set alone).
+    source_name: str | None = None
+    # None: the run's own data.val_fraction, data.test_fraction and data.split_seed, so a data
+    # set carves the same splits here as it does alone with the same settings.
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    split_seed: int | None = None
+    # As data.source_level: each image's source is this folder level of its path, not the name.
+    source_level: int | None = None
+
+
+@dataclass
 class DataConfig:
     # A folder, split tree, .zip, .tar(.gz) or .csv manifest; None = the embedded CIFAKE mini.
     source: str | None = None
@@ -112,6 +134,24 @@ class DataConfig:
     # Two classes: the one binary metrics and thresholds call positive. None: FAKE when present
     # (detection), else the second class. Recorded in the run's model spec.
     positive_class: str | None = None
+    # Where each image comes from (its source: a generator, a camera, a data set), reported per
+    # source by evaluate. By default every image of a data set has the data set's name: this
+    # key, else the file or folder name of data.source without its extension, or its parent
+    # folder's name when that is a split name (cifake-sample/train.tar is "cifake-sample"; the
+    # embedded set is "cifake-mini"). A manifest's "source" column names each row's source.
+    source_name: str | None = None
+    # Each image's source is the folder at this level of its path inside data.source (0: the
+    # top-level folder): root/<source>/<class>/<image> with 0, root/<class>/<generator>/<image>
+    # with 1. That folder is not a class folder: classes and splits are read as if it were not
+    # there. None: every image has the data set's name.
+    source_level: int | None = None
+    # More data sets in the same run: {faces: {source: PATH, test_fraction: 0.1}} (the key is
+    # only a handle for the command line: data.extra_sources.faces.source=PATH). Each is decoded
+    # at data.image_size with data.resize, read in the run's class order and split on its own
+    # (its test/ and val/, or carved per class); train, val and test are the union of every data
+    # set's, each image keeping its source.
+    extra_sources: dict[str, ExtraSource] = field(default_factory=dict)
+    balance: str = "none"  # BALANCE_MODES; "none" keeps every earlier run's batches
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -143,5 +183,54 @@ class DataConfig:
             names = list(self.classes)
             if not names or len(set(names)) != len(names) or not all(names):
                 raise _bad("classes", names, "a list of distinct, non-empty class names")
+        if self.balance not in BALANCE_MODES:
+            raise _bad("balance", self.balance, "one of " + ", ".join(BALANCE_MODES))
+        if self.source_name is not None and not self.source_name.strip():
+            raise _bad("source_name", self.source_name, "a non-empty name or null")
+        if self.source_level is not None and self.source_level < 0:
+            raise _bad("source_level", self.source_level, "an integer >= 0 or null")
+        if self.source_name is not None and self.source_level is not None:
+            raise ConfigError(
+                f"data config fields 'source_name' ({self.source_name!r}) and 'source_level' "
+                f"({self.source_level}) are both set; expected one of them: a name for every "
+                "image, or a folder level that names each image's source"
+            )
+        for name, extra in self.extra_sources.items():
+            if isinstance(extra, ExtraSource):
+                _check_extra(name, extra, self.val_fraction, self.test_fraction)
         if isinstance(self.augment, AugmentConfig):
             self.augment.validate()
+
+
+def _check_extra(name: str, extra: ExtraSource, val: float, test: float) -> None:
+    """Raise ConfigError naming the first impossible field of ``data.extra_sources.NAME``."""
+    where = f"extra_sources.{name}"
+    if not name.strip():
+        raise _bad("extra_sources", name, "a non-empty name for each data set")
+    if not extra.source:
+        raise ConfigError(
+            f"data config field '{where}.source' is not set; expected the data set's folder, "
+            "archive or manifest (as data.source)"
+        )
+    for field_name in ("val_fraction", "test_fraction"):
+        value = getattr(extra, field_name)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise _bad(f"{where}.{field_name}", value, "a fraction in [0, 1) or null")
+    val = val if extra.val_fraction is None else extra.val_fraction
+    test = test if extra.test_fraction is None else extra.test_fraction
+    if val + test >= 1.0:
+        raise _bad(
+            f"{where}: val_fraction + test_fraction",
+            val + test,
+            "a sum below 1 so that some training images remain",
+        )
+    if extra.source_name is not None and not extra.source_name.strip():
+        raise _bad(f"{where}.source_name", extra.source_name, "a non-empty name or null")
+    if extra.source_level is not None and extra.source_level < 0:
+        raise _bad(f"{where}.source_level", extra.source_level, "an integer >= 0 or null")
+    if extra.source_name is not None and extra.source_level is not None:
+        raise ConfigError(
+            f"data config fields '{where}.source_name' and '{where}.source_level' are both set; "
+            "expected one of them: a name for every image, or a folder level that names each "
+            "image's source"
+        )

@@ -6,7 +6,9 @@ Accepted layouts (names relative to the source root):
   - flat images   ``<image>`` (unlabelled, for prediction);
   - a CSV manifest with a ``label`` (and optional ``split``) column.
 A single top-level folder around a layout (Kaggle's ``archive/``) is looked through. Images in
-deeper sub-folders of a class folder belong to that class.
+deeper sub-folders of a class folder belong to that class. With a source level N, the N-th folder
+of each image's path names its source and is skipped when classes and splits are read
+(``root/<source>/<class>/<image>`` with N = 0).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ SPLIT_NAMES = ("train", "val", "test")
 CIFAKE_CLASSES = ("FAKE", "REAL")
 UNLABELLED = "unlabelled"
 LAYOUTS = "<root>/<class>/<image> or <root>/{train,val,test}/<class>/<image>"
+MANIFEST_LEVEL = (
+    "data.source_level reads folders of a folder or an archive, but {where} is a manifest; "
+    "name each image's source in a 'source' column instead"
+)
 
 
 @dataclass
@@ -51,8 +57,26 @@ def impose_classes(found: Sequence[str], wanted: Sequence[str], where: str) -> l
     return [list(wanted).index(c) for c in found]
 
 
-def resolve_layout(source: Source, labelled: bool | None) -> Layout:
-    """Assign every image of ``source`` to a split and a class, or explain what is wrong."""
+def source_folder(name: str, level: int, where: str) -> str:
+    """The folder at ``level`` of an image's path ``name``: its source (data.source_level)."""
+    parts = name.split("/")
+    if len(parts) <= level + 1:
+        raise DataError(
+            f"image {name} in {where} has no folder at level {level} of its path; "
+            f"data.source_level={level} expects every image inside a source folder at that level, "
+            f"e.g. <root>/<source>/<class>/<image> for 0"
+        )
+    return parts[level]
+
+
+def resolve_layout(
+    source: Source, labelled: bool | None, source_level: int | None = None
+) -> Layout:
+    """Assign every image of ``source`` to a split and a class, or explain what is wrong.
+
+    With ``source_level`` the folder at that level of each path is left out while splits and
+    classes are read; the layout's entries keep their whole paths, which name their sources.
+    """
     listing = source.listing()
     where = str(source.path)
     if not listing.images:
@@ -61,10 +85,45 @@ def resolve_layout(source: Source, labelled: bool | None) -> Layout:
             f"files (.jpg, .png, ...) laid out as {LAYOUTS}"
         )
     if isinstance(source, ManifestSource):
+        if source_level is not None:
+            raise DataError(MANIFEST_LEVEL.format(where=where))
         return _manifest_layout(source, labelled)
     if labelled is False or source.kind == "file":
         return _unlabelled(listing.images)
-    entries, dirs = _strip_wrappers(listing.images, listing.dirs)
+    if source_level is not None:
+        return _skipping_level(listing.images, listing.dirs, source_level, where, labelled)
+    return _folder_layout(listing.images, listing.dirs, where, labelled)
+
+
+def _skipping_level(
+    images: list[Entry], dirs: set[str], level: int, where: str, labelled: bool | None
+) -> Layout:
+    """The layout of the paths without their source folder, mapped back to the whole paths."""
+    for e in images:
+        source_folder(e.name, level, where)
+    view = [replace(e, name=_without(e.name, level)) for e in images]
+    # Folders above the level stay, the source folders themselves go, deeper ones lose theirs.
+    view_dirs = {
+        d if d.count("/") < level else _without(d, level) for d in dirs if d.count("/") != level
+    }
+    layout = _folder_layout(view, view_dirs, where, labelled)
+    # Several images may share a path without their source folder; their readers (refs) are
+    # their own, so the whole path is found again from them.
+    whole = {id(e.ref): e for e in images}
+    splits = {s: [(whole[id(e.ref)], c) for e, c in items] for s, items in layout.splits.items()}
+    return Layout(layout.kind, splits, layout.classes)
+
+
+def _without(path: str, level: int) -> str:
+    parts = path.split("/")
+    return "/".join(parts[:level] + parts[level + 1 :])
+
+
+def _folder_layout(
+    images: list[Entry], dirs: set[str], where: str, labelled: bool | None
+) -> Layout:
+    """Split tree, image folder or unlabelled images: what a folder's or archive's paths say."""
+    entries, dirs = _strip_wrappers(images, dirs)
     loose = [e for e in entries if "/" not in e.name]
     if len(loose) == len(entries):
         if labelled:
@@ -72,7 +131,7 @@ def resolve_layout(source: Source, labelled: bool | None) -> Layout:
                 f"found {len(loose)} images directly in {where} and no class folders; "
                 f"expected {LAYOUTS}"
             )
-        return _unlabelled(listing.images)
+        return _unlabelled(images)
     if loose:
         raise DataError(
             f"found {len(loose)} images directly in {where} (e.g. {loose[0].name}) next to "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,16 @@ from realfake.data.cache import (
 )
 from realfake.data.config import RESIZE_POLICIES
 from realfake.data.embedded import embedded_data_path
-from realfake.data.layout import LAYOUTS, UNLABELLED, impose_classes, resolve_layout
-from realfake.data.sources import open_source
+from realfake.data.layout import (
+    LAYOUTS,
+    MANIFEST_LEVEL,
+    SPLIT_NAMES,
+    UNLABELLED,
+    impose_classes,
+    resolve_layout,
+    source_folder,
+)
+from realfake.data.sources import TAR_SUFFIXES, ManifestSource, Source, open_source
 from realfake.errors import DataError
 
 
@@ -35,6 +44,9 @@ class ImageSplit:
     names: list[str]  # path relative to the source root, e.g. "test/FAKE/0 (7).jpg"
     md5: np.ndarray | None = None  # uint8 N×16 digest of each file's bytes (duplicate checks)
     sizes: np.ndarray | None = None  # int32 N×2 original (width, height)
+    # Where each image comes from (load_images' rule: the data set's name, a folder level of
+    # the path or a manifest's "source" column); None when nobody said.
+    sources: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -48,6 +60,24 @@ class ImageSplit:
             names=[self.names[i] for i in idx.tolist()],
             md5=None if self.md5 is None else self.md5[idx],
             sizes=None if self.sizes is None else self.sizes[idx],
+            sources=None if self.sources is None else [self.sources[i] for i in idx.tolist()],
+        )
+
+    @staticmethod
+    def concat(parts: list[ImageSplit]) -> ImageSplit:
+        """The images of ``parts`` one after the other (copied; all of one image size)."""
+        if len(parts) == 1:
+            return parts[0]
+        md5s, sizes, sources = [p.md5 for p in parts], [p.sizes for p in parts], []
+        for p in parts:
+            sources += p.sources or []
+        return ImageSplit(
+            images=torch.cat([p.images for p in parts]),
+            labels=torch.cat([p.labels for p in parts]),
+            names=[name for p in parts for name in p.names],
+            md5=np.concatenate(md5s) if all(a is not None for a in md5s) else None,  # type: ignore[arg-type]
+            sizes=np.concatenate(sizes) if all(a is not None for a in sizes) else None,  # type: ignore[arg-type]
+            sources=sources if all(p.sources is not None for p in parts) else None,
         )
 
 
@@ -75,12 +105,16 @@ def load_images(
     classes: list[str] | None = None,
     labelled: bool | None = None,
     workers: int | None = None,
+    source_name: str | None = None,
+    source_level: int | None = None,
 ) -> LoadedData:
     """Decode ``source`` (None: the embedded CIFAKE mini) once into the cache and load it.
 
     ``labelled=None`` detects the layout; ``False`` reads every image under the path as
     unlabelled (prediction). ``classes`` imposes a label order, e.g. a checkpoint's.
-    ``workers`` caps the decoding processes (default: every available core).
+    ``workers`` caps the decoding processes (default: every available core). Each image's
+    source is the folder at ``source_level`` of its path when given, else a manifest's
+    "source" column when it has one, else ``source_name`` (default: ``dataset_name(source)``).
     """
     if resize not in RESIZE_POLICIES:
         raise DataError(f"resize={resize!r} is unknown; expected one of {list(RESIZE_POLICIES)}")
@@ -88,7 +122,13 @@ def load_images(
         raise DataError(f"image_size={image_size} is impossible; expected a positive size")
     path = embedded_data_path() if source is None else Path(source).expanduser()
     src = open_source(path)
+    if source_level is not None and isinstance(src, ManifestSource):
+        raise DataError(MANIFEST_LEVEL.format(where=path))
     mode = "unlabelled" if labelled is False else "auto"
+    if source_level is not None and mode == "auto":
+        # The level decides which folder is the class, so it is part of what was cached; the
+        # names alone (source_name, a manifest's column) change nothing that was decoded.
+        mode = f"auto:source_level={source_level}"
     key = fingerprint(src.kind, src.stamp(), image_size, resize, mode)
     root = resolve_cache_dir(cache_dir)
     # Builds killed before they could clean up (SIGKILL, power loss) left their temporary
@@ -96,7 +136,7 @@ def load_images(
     remove_stale_temporaries(root)
     entry = read_entry(root, key)
     if entry is None:
-        layout = resolve_layout(src, labelled)
+        layout = resolve_layout(src, labelled, source_level if labelled is not False else None)
         build_entry(src, layout, image_size, resize, root, key, workers=workers)
         entry = read_entry(root, key)
         if entry is None:  # pragma: no cover - only if someone deletes it meanwhile
@@ -108,7 +148,46 @@ def load_images(
     _report_skipped(data, path, strict)
     if classes is not None:
         _impose(data, list(classes), str(path))
+    _name_sources(data, src, source_name or dataset_name(source), source_level)
     return data
+
+
+def dataset_name(source: str | Path | None) -> str:
+    """A data set's default source name: its file or folder name without the extension, or its
+    parent folder's name when that is a split name (``cifake-sample/train.tar``)."""
+    path = (
+        embedded_data_path() if source is None else Path(os.path.abspath(Path(source).expanduser()))
+    )
+    name = path.name
+    if not path.is_dir():
+        lower = name.lower()
+        suffix = next((s for s in (*TAR_SUFFIXES, ".zip", ".csv") if lower.endswith(s)), None)
+        name = name[: -len(suffix)] if suffix else path.stem
+    if name.lower() in SPLIT_NAMES and path.parent.name:
+        return path.parent.name
+    return name or str(path)
+
+
+def _name_sources(data: LoadedData, src: Source, name: str, level: int | None) -> None:
+    """Fill every split's ``sources`` (see load_images for the rule)."""
+    where = str(src.path)
+    if level is not None:
+        for split in data.splits.values():
+            split.sources = [source_folder(n, level, where) for n in split.names]
+        return
+    column = {r.entry.name: r.source for r in src.rows()} if isinstance(src, ManifestSource) else {}
+    if not any(column.values()):
+        for split in data.splits.values():
+            split.sources = [name] * len(split)
+        return
+    missing = [n for n, s in column.items() if not s]
+    if missing:
+        raise DataError(
+            f"manifest {where} has a 'source' column but {len(missing)} rows without one (e.g. "
+            f"{missing[0]}); expected a source on every row, or no 'source' column"
+        )
+    for split in data.splits.values():
+        split.sources = [column[n] for n in split.names]  # type: ignore[misc]
 
 
 def _from_entry(entry: CacheEntry) -> LoadedData:

@@ -290,10 +290,11 @@ class ManifestRow:
     entry: Entry
     label: str | None
     split: str | None
+    source: str | None = None  # the optional "source" column: where the image comes from
 
 
 class ManifestSource(FolderSource):
-    """A CSV with columns ``path,label`` (and optionally ``split``); paths relative to the CSV."""
+    """A CSV of ``path,label`` (optionally ``split`` and ``source``); paths relative to the CSV."""
 
     kind = "manifest"
 
@@ -333,7 +334,7 @@ class ManifestSource(FolderSource):
             files.append((name, (str(full), file_version(st)), st.st_size, 0))
             label = (row.get("label") or "").strip() or None
             split = (row.get("split") or "").strip().lower() or None
-            rows.append((name, label, split))
+            rows.append((name, label, split, (row.get("source") or "").strip() or None))
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             shown = ", ".join(missing[:5]) + more
@@ -343,7 +344,7 @@ class ManifestSource(FolderSource):
             )
         listing = _build_listing(files, set(), clean=False)  # absolute paths stay absolute
         by_name = {e.name: e for e in listing.images}
-        self._rows = [ManifestRow(by_name[n], lab, sp) for n, lab, sp in rows if n in by_name]
+        self._rows = [ManifestRow(by_name[n], *rest) for n, *rest in rows if n in by_name]
         return listing
 
     def stamp(self) -> str:

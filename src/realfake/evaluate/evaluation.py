@@ -23,7 +23,7 @@ from realfake.data.loader import ImageSplit
 from realfake.errors import ConfigError, DataError
 from realfake.evaluate import figures as F
 from realfake.evaluate.bootstrap import bootstrap_ci
-from realfake.evaluate.metrics import classification_metrics
+from realfake.evaluate.metrics import classification_metrics, per_source_metrics
 from realfake.evaluate.tracking import log_evaluation
 from realfake.inference import DecisionRule, Predictor, Scorer, as_scorer
 from realfake.inference.splits import EvalImages, eval_images, run_splits
@@ -102,6 +102,9 @@ def evaluate(
     threshold = scorer.rule.threshold
     metrics = classification_metrics(probs, labels, classes, threshold, scorer.positive)
     predicted = scorer.decide(probs)
+    metrics["per_source"] = per_source_metrics(
+        probs, labels, predicted, images.split.sources, classes, scorer.positive
+    )
     metrics["ci"] = None  # n_resamples=0: no confidence interval
     if n_resamples:
         ci = bootstrap_ci(labels, predicted, len(classes), n_resamples, seed, CI_LEVEL)
@@ -160,6 +163,9 @@ def evaluate(
             1 if scorer.positive is None else scorer.positive,
             out_dir / "figures" / "risk_coverage.png",
             (chosen["coverage"], 1 - chosen["selective_accuracy"]) if chosen["answered"] else None,
+        )
+        result.figures["per_source"] = F.plot_per_source(
+            metrics["per_source"], out_dir / "figures" / "per_source.png"
         )
     if report and run is not None:
         from realfake.evaluate.report import write_report

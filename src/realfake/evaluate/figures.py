@@ -251,3 +251,39 @@ def plot_study_curves(histories: dict[str, list[pd.DataFrame]], path: Path) -> P
     acc_ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("learning curves (solid: validation, dashed: train)")
     return _save(fig, path)
+
+
+def plot_per_source(per_source: dict[str, dict], path: Path) -> Path:
+    """Accuracy and ROC-AUC of each source's images, side by side (per_source_metrics)."""
+    names = list(per_source)
+    x = np.arange(len(names))
+    width = 0.38
+    fig = Figure(figsize=(max(4.6, 1.2 + 1.1 * len(names)), 4.2))
+    ax = fig.subplots()
+    for offset, key, label in (
+        (-width / 2, "accuracy", "accuracy"),
+        (width / 2, "roc_auc", "ROC-AUC"),
+    ):
+        values = [per_source[n][key] for n in names]
+        heights = [np.nan if v is None else v for v in values]
+        bars = ax.bar(x + offset, heights, width, label=label)
+        for bar, value in zip(bars, values, strict=True):
+            text = "n/a" if value is None else f"{value:.3f}"
+            top = 0.0 if value is None else value
+            centre = bar.get_x() + bar.get_width() / 2
+            ax.annotate(
+                text,
+                (centre, top),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax.axhline(0.5, linestyle=":", color="grey", linewidth=0.8, label="chance")
+    ticks = [f"{n}\n({per_source[n]['n']} images)" for n in names]
+    ax.set_xticks(x, ticks, rotation=30 if len(names) > 4 else 0, fontsize=8)
+    ax.set(ylabel="score", ylim=(0, 1.08), title="per source: accuracy and ROC-AUC")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

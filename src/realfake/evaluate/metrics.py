@@ -148,3 +148,66 @@ def classification_metrics(
         }
     )
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in out.items()}
+
+
+def per_source_metrics(
+    probs: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    predicted: np.ndarray,
+    sources: list[str] | None,
+    classes: list[str],
+    positive: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per source, in order of appearance: images, accuracy and, for two classes, ROC-AUC,
+    recall of the positive class and specificity (the negative class's recall).
+
+    A source's ROC-AUC ranks its positive images (a generator's fakes) against every negative
+    image of the evaluation (all the real photos): how well its fakes are told from real ones.
+    A source of negatives alone ranks every positive image against its negatives. ``None``
+    where a source lacks the images a figure needs; ``sources=None`` is one source, "all".
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    names = np.array(["all"] * len(labels) if sources is None else list(sources), dtype=object)
+    if not len(names) == len(labels) == len(predicted) == len(probs):
+        raise ValueError(
+            f"{len(names)} sources, {len(labels)} labels, {len(predicted)} decisions and "
+            f"{len(probs)} probabilities; expected one of each per image"
+        )
+    binary = len(classes) == 2
+    pos = (1 if positive is None else positive) if binary else None
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names.tolist()):
+        mine = names == name
+        row: dict[str, Any] = {
+            "n": int(mine.sum()),
+            "accuracy": float((predicted[mine] == labels[mine]).mean()),
+            "positives": None,
+            "negatives": None,
+            "roc_auc": None,
+            "recall": None,
+            "specificity": None,
+        }
+        if pos is not None:
+            is_pos = labels == pos
+            own_pos, own_neg = mine & is_pos, mine & ~is_pos
+            # Its fakes against all reals; a source of reals alone: all fakes against its reals.
+            ranked_pos, ranked_neg = (own_pos, ~is_pos) if own_pos.any() else (is_pos, own_neg)
+            row.update(
+                positives=int(own_pos.sum()),
+                negatives=int(own_neg.sum()),
+                roc_auc=_auc(probs[ranked_pos, pos], probs[ranked_neg, pos]),
+                recall=float((predicted[own_pos] == pos).mean()) if own_pos.any() else None,
+                specificity=float((predicted[own_neg] != pos).mean()) if own_neg.any() else None,
+            )
+        out[str(name)] = row
+    return out
+
+
+def _auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float | None:
+    """ROC-AUC of positive against negative scores; None when either side is empty."""
+    if not len(positive_scores) or not len(negative_scores):
+        return None
+    truth = np.r_[np.ones(len(positive_scores)), np.zeros(len(negative_scores))]
+    return float(roc_auc_score(truth, np.r_[positive_scores, negative_scores]))

@@ -21,6 +21,7 @@ FIGURES = (
     ("most confident mistakes", "mistakes.png"),
     ("risk-coverage: the error of the answers given against the share of images answered",
      "risk_coverage.png"),
+    ("per source: accuracy and ROC-AUC", "per_source.png"),
 )  # fmt: skip
 
 # (label, dotted config key) of the settings a reader wants at a glance.
@@ -99,6 +100,50 @@ def per_class_rows(metrics: dict[str, Any]) -> list[list[Cell]]:
 PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "support", "ROC-AUC", "AP"]
 
 
+def per_source_text(metrics: dict[str, Any]) -> str:
+    """What the per-source table's columns mean."""
+    positive = metrics.get("positive_class")
+    if positive is None:
+        return "Per source (where the images come from):"
+    negative = next(c for c in metrics["classes"] if c != positive)
+    return (
+        f"Per source (where the images come from). ROC-AUC ranks a source's {positive} images "
+        f"against every {negative} image of the evaluation, whatever its source (a source of "
+        f"{negative} images alone: every {positive} image against its own):"
+    )
+
+
+def per_source_table(metrics: dict[str, Any]) -> Table | None:
+    """One row per source (per_source_metrics); None for evaluations without them."""
+    per_source = metrics.get("per_source")
+    if not per_source:
+        return None
+    classes, positive = metrics["classes"], metrics.get("positive_class")
+    header: list[str] = ["source", "images", "accuracy"]
+    if positive is None:  # multi-class: no positive class to recall
+        return Table(header, [[name, m["n"], m["accuracy"]] for name, m in per_source.items()])
+    negative = next(c for c in classes if c != positive)
+    header += [
+        f"{positive} / {negative}",
+        "ROC-AUC",
+        f"recall ({positive})",
+        f"specificity ({negative})",
+    ]
+    rows: list[list[Cell]] = [
+        [
+            name,
+            m["n"],
+            m["accuracy"],
+            f"{m['positives']} / {m['negatives']}",
+            m["roc_auc"],
+            m["recall"],
+            m["specificity"],
+        ]
+        for name, m in per_source.items()
+    ]
+    return Table(header, rows)
+
+
 def decision_text(record: dict[str, Any]) -> str:
     """The rule that decided an evaluation, in one line (older records: their threshold)."""
     decision = record.get("decision")
@@ -141,6 +186,11 @@ def _evaluation(doc: Document, record: dict[str, Any], figures: Path) -> None:
         ),
         Table(["metric", "value", _ci_header(m.get("ci"))], headline_rows(m)),
         Table(PER_CLASS_HEADER, per_class_rows(m)),
+    )
+    sources = per_source_table(m)
+    if sources is not None:
+        doc.add(Paragraph(per_source_text(m)), sources)
+    doc.add(
         Paragraph("Confusion matrix (rows: true class, columns: predicted class):"),
         Table(
             ["true \\ predicted", *m["classes"]],

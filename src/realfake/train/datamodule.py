@@ -6,12 +6,14 @@ It lives in train/, the one layer that imports Lightning; realfake.data stays fr
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from realfake.data.augment import (
     normalize,
@@ -24,7 +26,7 @@ from realfake.data.augment import (
     random_resize,
     random_zoom,
 )
-from realfake.data.batches import make_loader
+from realfake.data.batches import TensorImageDataset, collate_batch, make_loader
 from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, describe_source, load_splits
 from realfake.data.loader import ImageSplit
@@ -36,6 +38,81 @@ log = logging.getLogger(__name__)
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
     """A seed that depends only on (run seed, epoch, batch index)."""
     return ((seed * 1_000_003 + epoch) * 1_000_003 + batch) % (2**63)
+
+
+# Tags of the balanced sampler's random streams, apart from EpochShuffleSampler's [seed, epoch]
+# and its flip stream [seed, 2**32].
+_SHUFFLE_STREAM, _GROUP_STREAM = 2**32 + 1, 2**32 + 2
+
+
+def balance_groups(
+    split: ImageSplit, balance: str, classes: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """(group index of every image, group names) for ``data.balance``: its class, or its
+    (source, class) pair; groups in sorted order."""
+    by_source = balance == "source_class" and split.sources is not None
+    sources = split.sources if by_source else [""] * len(split)
+    keys = list(zip(sources, split.labels.tolist(), strict=True))  # type: ignore[arg-type]
+    order = sorted(set(keys))
+    index = {key: i for i, key in enumerate(order)}
+    names = [f"{source} {classes[c]}".strip() for source, c in order]
+    return np.array([index[key] for key in keys], np.int64), names
+
+
+class BalancedSampler(Sampler[int]):
+    """This process's share of an epoch in which every group is drawn equally often.
+
+    An epoch draws as many images as the split holds; each of the G groups (classes, or
+    (source, class) pairs) gets n // G of the draws (the first n % G groups one more), taken
+    from a (seed, epoch, group) permutation of its images, repeated when the group is smaller
+    than its share and cut short when it is larger (another subset each epoch); the draws are
+    then shuffled by (seed, epoch). Everything depends on (seed, epoch) alone, so a run resumed
+    at an epoch boundary draws exactly what an uninterrupted one would. Sharded between
+    processes and with alternating flips as :class:`~realfake.data.batches.EpochShuffleSampler`.
+    """
+
+    def __init__(
+        self,
+        groups: np.ndarray,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        alternate_flips: bool = False,
+    ) -> None:
+        self.n = len(groups)
+        self.members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self.epoch = 0
+        self.alternate_flips = alternate_flips
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.world
+
+    def draws(self) -> np.ndarray:
+        """Every process's draws of this epoch, in order (image indices, repeats allowed)."""
+        seed = self.seed % 2**63
+        count = len(self.members)
+        picks = []
+        for g, members in enumerate(self.members):
+            share = self.n // count + (g < self.n % count)
+            rng = np.random.default_rng([seed, self.epoch, _GROUP_STREAM, g])
+            rounds = [rng.permutation(members) for _ in range(-(-share // len(members)))]
+            picks.append(np.concatenate(rounds)[:share])
+        order = np.concatenate(picks)
+        return np.random.default_rng([seed, self.epoch, _SHUFFLE_STREAM]).permutation(order)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.draws()[self.rank :: self.world][: len(self)]
+        if self.alternate_flips:
+            # EpochShuffleSampler's halves: an image drawn twice is mirrored alike both times.
+            first = np.random.default_rng([self.seed % 2**63, 2**32]).random(self.n) < 0.5
+            order = order + self.n * (first[order] ^ bool(self.epoch % 2))
+        return iter(order.tolist())
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -119,6 +196,8 @@ class ImageDataModule(L.LightningDataModule):
             raise DataError(f"{describe_source(self.config)} has no {name} split; {hint}")
         cfg = self.config
         rank, world = self._shard()
+        if train and cfg.balance != "none":
+            return self._balanced_loader(split, rank, world)
         return make_loader(
             split,
             cfg.batch_size if train else cfg.eval_batch_size,
@@ -127,6 +206,32 @@ class ImageDataModule(L.LightningDataModule):
             rank=rank,
             world=world,
             alternate_flips=train and self._alternate_flips,
+        )
+
+    def _balanced_loader(self, split: ImageSplit, rank: int, world: int) -> DataLoader:
+        """The training loader of ``data.balance``: make_loader's, with a BalancedSampler."""
+        cfg = self.config
+        groups, names = balance_groups(split, cfg.balance, self.classes)
+        sizes = np.bincount(groups, minlength=len(names)).tolist()
+        log.info(
+            "balanced training batches (data.balance=%s): %d groups of %s images",
+            cfg.balance,
+            len(names),
+            ", ".join(f"{n} {name}" for name, n in zip(names, sizes, strict=True)),
+        )
+        sampler: Sampler[int] = BalancedSampler(
+            groups, self.seed, rank, world, self._alternate_flips
+        )
+        return DataLoader(
+            TensorImageDataset(split),
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            drop_last=False,
+            collate_fn=collate_batch,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
