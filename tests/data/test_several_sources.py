@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from realfake.data.batches import EpochShuffleSampler
 from realfake.data.config import DataConfig, ExtraSource
 from realfake.data.dataset import load_splits
 from realfake.errors import ConfigError, DataError
+from realfake.train import train
 from realfake.train.config import compose, to_object
 from realfake.train.datamodule import BalancedSampler, ImageDataModule, balance_groups
 
@@ -175,3 +177,34 @@ def test_balance_none_keeps_the_shuffled_loader_of_earlier_runs(tmp_path: Path) 
     sampler = dm.train_dataloader().sampler
     assert isinstance(sampler, EpochShuffleSampler)
     assert sorted(sampler) == list(range(len(dm.train_split)))  # every image once
+
+
+class _StopAtSecondEpoch(L.Callback):
+    """A training that dies as the second epoch begins (after the first one's checkpoint)."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("stopped at the second epoch")
+
+
+@pytest.mark.slow
+def test_a_balanced_two_source_run_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    faces = _faces(tmp_path / "faces-256")
+    recipe = [
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "data.batch_size=32",
+        "logging.mlflow=false",
+        "logging.progress=none",
+        "data.balance=source_class",
+        f"data.extra_sources={{faces: {{source: {faces}, test_fraction: 0.2}}}}",
+        f"runs_dir={tmp_path / 'runs'}",
+    ]
+    reference = train(compose([*recipe, "name=reference"]))
+    with pytest.raises(RuntimeError, match="stopped at the second epoch"):
+        train(compose([*recipe, "name=cut"]), callbacks=[_StopAtSecondEpoch()])
+    cut = tmp_path / "runs" / "cut"
+    assert len((cut / "metrics.csv").read_text().splitlines()) == 2  # header and epoch 0
+    train(resume=cut)
+    # The sampler draws by (seed, epoch) alone: the resumed epoch is the uninterrupted one.
+    assert (cut / "metrics.csv").read_bytes() == (reference.run_dir / "metrics.csv").read_bytes()
