@@ -62,7 +62,7 @@ def test_one_source_is_one_row_that_agrees_with_the_whole_evaluation() -> None:
         assert row["specificity"] == whole["per_class"]["REAL"]["recall"]
 
 
-def test_many_classes_get_images_and_accuracy_per_source() -> None:
+def test_many_classes_get_images_and_accuracy_per_source(tmp_path: Path) -> None:
     probs = np.eye(3)[[0, 1, 2, 0]] * 0.8 + 0.2 / 3
     rows = per_source_metrics(
         probs, np.array([0, 1, 1, 0]), probs.argmax(1), list("aabb"), list("xyz")
@@ -71,6 +71,8 @@ def test_many_classes_get_images_and_accuracy_per_source() -> None:
     assert rows["a"]["roc_auc"] is None and rows["b"]["recall"] is None
     table = per_source_table({"classes": list("xyz"), "positive_class": None, "per_source": rows})
     assert table is not None and table.header == ["source", "images", "accuracy"]
+    # No ROC-AUC to draw: the figure shows accuracy alone.
+    assert plot_per_source(rows, tmp_path / "per_source.png").stat().st_size > 5_000
 
 
 def test_mismatched_lengths_are_refused() -> None:

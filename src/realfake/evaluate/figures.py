@@ -266,11 +266,10 @@ def plot_per_source(per_source: dict[str, dict], path: Path) -> Path:
     ):
         values = [per_source[n][key] for n in names]
         heights = [np.nan if v is None else v for v in values]
-        bars = ax.bar(x + offset, heights, width, label=label)
-        for bar, value in zip(bars, values, strict=True):
+        ax.bar(x + offset, heights, width, label=label)
+        for centre, value in zip(x + offset, values, strict=True):
             text = "n/a" if value is None else f"{value:.3f}"
             top = 0.0 if value is None else value
-            centre = bar.get_x() + bar.get_width() / 2
             ax.annotate(
                 text,
                 (centre, top),
@@ -283,7 +282,10 @@ def plot_per_source(per_source: dict[str, dict], path: Path) -> Path:
     ax.axhline(0.5, linestyle=":", color="grey", linewidth=0.8, label="chance")
     ticks = [f"{n}\n({per_source[n]['n']} images)" for n in names]
     ax.set_xticks(x, ticks, rotation=30 if len(names) > 4 else 0, fontsize=8)
-    ax.set(ylabel="score", ylim=(0, 1.08), title="per source: accuracy and ROC-AUC")
+    # Fixed limits: autoscaling leaves out a missing (NaN) bar and would clip its "n/a".
+    ax.set(ylabel="score", xlim=(-0.6, len(names) - 0.4), ylim=(0, 1.08))
+    ax.set_title("per source: accuracy and ROC-AUC")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    # Below the axes: inside, it would hide the bars and their values.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
