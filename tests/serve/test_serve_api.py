@@ -96,9 +96,18 @@ def test_explain_answers_a_png_overlay_of_the_image_and_its_map(client, two_imag
     path = two_images[0]
     answer = client.post("/explain", files={"file": (path.name, path.read_bytes(), "image/jpeg")})
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
-    picture = Image.open(io.BytesIO(answer.content))
+    picture = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGB")).astype(int)
     size = SETTINGS.explain_size
-    assert picture.size == (2 * size + 4, size + 22)  # image | overlay, captioned
+    assert size >= 256 and picture.shape == (size, 2 * size + 4, 3)  # image | overlay, no strip
+    # The left half is the picture as the network sees it, enlarged: no caption written over it.
+    seen = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
+    assert np.array_equal(picture[:, :size], np.asarray(seen))
+    # The map is smooth at the display size: within one enlarged pixel of the picture the
+    # overlay still changes (a map enlarged block by block would be flat there).
+    block = size // 32
+    right = picture[:, size + 4 :]
+    tiles = right.reshape(32, block, 32, block, 3).transpose(0, 2, 1, 3, 4).reshape(32, 32, -1)
+    assert (tiles.max(-1) - tiles.min(-1) > 0).mean() > 0.5
     assert answer.headers["x-prediction"] in ("FAKE", "REAL")
     assert answer.headers["x-decision-rule"] == client.get("/metadata").json()["rule"]["text"]
     other = client.post(
@@ -140,7 +149,20 @@ def test_openapi_documents_the_endpoints_and_their_schemas(client):
     assert {"ImageResult", "PredictResponse", "Metadata", "LegacyPrediction"} <= set(
         spec["components"]["schemas"]
     )
-    assert client.get("/docs").status_code == 200
+
+
+def test_the_api_docs_work_offline(client):
+    """/docs loads Swagger UI from the app's own files (fastapi-offline), no CDN."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert [a for a in assets if a.endswith(".js")], page.text
+    for asset in assets:
+        assert not asset.startswith(("http://", "https://", "//")), asset
+        assert client.get(asset).status_code == 200, asset
+    assert client.head("/docs").status_code == 200
 
 
 def test_the_page_and_its_assets_come_from_the_app(client):
@@ -178,3 +200,4 @@ def test_an_onnx_file_serves_the_runs_answers(client, tiny_onnx, two_images):
                 assert a["probabilities"][c] == pytest.approx(b["probabilities"][c], abs=1e-4)
         explain = onnx.post("/explain", files=_files(two_images[:1], "file"))
         assert explain.status_code == 501 and "torch backend" in explain.json()["detail"]
+        assert meta["explain"] is False and "torch backend" in meta["explain_unavailable"]

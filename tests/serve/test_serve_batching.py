@@ -9,26 +9,29 @@ import numpy as np
 import pytest
 import torch
 
+from realfake.inference.scorer import Scored
 from realfake.serve.batching import MicroBatcher
 
 
-def _images(value: int, k: int = 1) -> torch.Tensor:
-    return torch.full((k, 3, 2, 2), value, dtype=torch.uint8)
+def _images(value: int, k: int = 1, side: int = 2) -> list[torch.Tensor]:
+    return [torch.full((3, side, side), value, dtype=torch.uint8) for _ in range(k)]
 
 
 class _Model:
-    """Probability rows that name their image (its pixel value), and the batch sizes seen."""
+    """Probability rows and distances that name their image (its pixel value and size), and the
+    batch sizes seen."""
 
     def __init__(self, fail: bool = False) -> None:
         self.sizes: list[int] = []
         self.fail = fail
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        self.sizes.append(x.shape[0])
+    def __call__(self, x: list[torch.Tensor]) -> Scored:
+        self.sizes.append(len(x))
         if self.fail:
             raise RuntimeError("forward failed")
-        values = x[:, 0, 0, 0].double().numpy()
-        return np.stack([values, -values], axis=1)
+        values = np.array([float(image[0, 0, 0]) for image in x])
+        sides = np.array([float(image.shape[-1]) for image in x])
+        return Scored(np.stack([values, -values], axis=1), sides)
 
 
 async def _run(model, jobs, max_batch, max_wait):
@@ -46,10 +49,20 @@ def test_requests_that_arrive_together_share_one_forward_pass():
     jobs = [_images(v, k) for v, k in [(1, 1), (2, 3), (3, 1), (4, 2)]]
     out = asyncio.run(_run(model, jobs, max_batch=64, max_wait=0.05))
     assert model.sizes == [7]
-    for (probs, timing), job in zip(out, jobs, strict=True):
-        assert probs.shape == (job.shape[0], 2)
-        assert (probs[:, 0] == job[0, 0, 0, 0].item()).all()  # its own rows, in order
+    for (scored, timing), job in zip(out, jobs, strict=True):
+        assert scored.probs.shape == (len(job), 2)
+        assert (scored.probs[:, 0] == job[0][0, 0, 0].item()).all()  # its own rows, in order
         assert timing.batch_images == 7
+
+
+def test_images_of_their_own_sizes_share_a_pass_and_get_their_own_distances_back():
+    """A model that scores native tiles gets each image at its size; distances travel too."""
+    model = _Model()
+    jobs = [_images(1, 2, side=70), _images(2, 1, side=32), _images(3, 1, side=100)]
+    out = asyncio.run(_run(model, jobs, max_batch=64, max_wait=0.05))
+    assert model.sizes == [4]
+    assert [s.distances.tolist() for s, _ in out] == [[70.0, 70.0], [32.0], [100.0]]
+    assert [s.probs[:, 0].tolist() for s, _ in out] == [[1.0, 1.0], [2.0], [3.0]]
 
 
 def test_a_batch_never_exceeds_max_batch_and_keeps_arrival_order():
@@ -57,7 +70,7 @@ def test_a_batch_never_exceeds_max_batch_and_keeps_arrival_order():
     jobs = [_images(v) for v in range(10)]
     out = asyncio.run(_run(model, jobs, max_batch=4, max_wait=0.05))
     assert model.sizes == [4, 4, 2]
-    assert [float(p[0, 0]) for p, _ in out] == list(range(10))
+    assert [float(s.probs[0, 0]) for s, _ in out] == list(range(10))
 
 
 def test_an_idle_batcher_waits_at_most_max_wait():
@@ -92,7 +105,7 @@ def test_a_failed_forward_pass_fails_its_requests_and_the_batcher_goes_on():
 
     first, second = asyncio.run(scenario())
     assert isinstance(first[0], RuntimeError)
-    assert float(second[0][0, 0]) == 2.0
+    assert float(second[0].probs[0, 0]) == 2.0
 
 
 def test_submitting_to_a_stopped_batcher_is_an_error():

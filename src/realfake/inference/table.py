@@ -13,6 +13,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from realfake.data.loader import SkippedImagesWarning, load_images
 from realfake.data.sources import open_source
 from realfake.errors import DataError
 from realfake.inference.scorer import Scored, Scorer
+
+if TYPE_CHECKING:
+    from realfake.provenance import Combined, Provenance
 
 
 @dataclass
@@ -51,10 +55,10 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
         split = data.splits[UNLABELLED]
         names, skipped = split.names, data.skipped
         ignored = list(getattr(data, "ignored_files", []))
-        scored = scorer.score(split.images, progress=progress)
+        scored = scorer.score(split.images, sizes=split.sizes, progress=progress)
     probs = scored.probs
     predicted = scorer.decide(probs)
-    said = scorer.verdicts(probs, scored.distances)
+    said = scorer.verdicts(probs, scored.distances, scored.sizes)
     good = pd.DataFrame(
         {
             "filename": names,
@@ -124,7 +128,9 @@ def native_scores(
     probs = np.concatenate([p.probs for p in parts]) if parts else np.zeros((0, n))
     with_distances = bool(parts) and all(p.distances is not None for p in parts)
     distances = np.concatenate([p.distances for p in parts]) if with_distances else None
-    return names, Scored(probs, distances), skipped, list(listing.ignored)
+    with_sizes = bool(parts) and all(p.sizes is not None for p in parts)
+    sizes = np.concatenate([p.sizes for p in parts]) if with_sizes else None
+    return names, Scored(probs, distances, sizes), skipped, list(listing.ignored)
 
 
 def add_provenance(table: pd.DataFrame, source: str | Path) -> None:
@@ -132,7 +138,7 @@ def add_provenance(table: pd.DataFrame, source: str | Path) -> None:
     the verdict combined by ``realfake.provenance.RULES`` (columns pixel_verdict, evidence;
     verdict and reason become the combined ones)."""
     from realfake.data.sources import open_source
-    from realfake.provenance import combine, read_provenance
+    from realfake.provenance import read_provenance
 
     src = open_source(source)
     wanted = {name: i for i, name in enumerate(table["filename"])}
@@ -145,12 +151,23 @@ def add_provenance(table: pd.DataFrame, source: str | Path) -> None:
         i = wanted[entry.name]
         found = read_provenance(data, entry.name)
         evidence[i] = " | ".join(found.lines())
-        combined = combine(pixel[i], found)
-        if combined.rule != "pixels":  # a provenance rule decided: say so, pixels beside it
-            verdict[i] = combined.verdict
-            reason[i] = "; ".join(combined.reasons) + f" (pixels: {reason[i]})"
+        verdict[i], reason[i], _ = combined_verdict(pixel[i], reason[i], found)
     table["pixel_verdict"], table["verdict"], table["reason"] = pixel, verdict, reason
     table["evidence"] = evidence
+
+
+def combined_verdict(
+    pixel_verdict: str, pixel_reason: str, found: Provenance
+) -> tuple[str, str, Combined]:
+    """The verdict and reason of one file, pixels and provenance combined (predict's columns,
+    and the service's answer): a provenance rule that fires says so, the pixels' reason beside
+    it; otherwise the pixel verdict and its reason stand."""
+    from realfake.provenance import combine
+
+    combined = combine(pixel_verdict, found)
+    if combined.rule == "pixels":
+        return pixel_verdict, pixel_reason, combined
+    return combined.verdict, "; ".join(combined.reasons) + f" (pixels: {pixel_reason})", combined
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path, scorer: Scorer) -> tuple[Path, Path]:

@@ -1,8 +1,10 @@
 """create_app(): the FastAPI application of one model. Building it starts nothing.
 
-Endpoints (``realfake.serve.routers``): GET / (the page), /health, /ready, /metadata, /metrics,
-/docs (Swagger UI from the package's own files, no CDN); POST /predict (one or many images),
-/predict/ (the MLOps write-up's contract), /explain (a Grad-CAM PNG). Every GET answers HEAD.
+Endpoints (``realfake.serve.routers``): GET / (the page), /health, /ready, /metadata,
+/model-card, /metrics, /examples and /examples/{name} (images to try), /docs (Swagger UI from
+the package's own files, no CDN); POST /predict (one or many images; verdicts with the file's
+provenance), /predict/ (the MLOps write-up's contract), /explain (a Grad-CAM PNG). Every GET
+answers HEAD.
 
 Error contract: a file that is not an image is 415 and a file declaring more pixels than the
 limit is 413, each naming the file; in a /predict of several files each refused file gets an
@@ -32,7 +34,7 @@ from realfake import __version__
 from realfake.serve.limits import BodyLimit, ErrorIds, HeadAsGet, WatchedSend
 from realfake.serve.metrics import ServiceMetrics
 from realfake.serve.model import ModelSource
-from realfake.serve.routers import explain, meta, page, predict
+from realfake.serve.routers import examples, explain, meta, page, predict
 from realfake.serve.service import Service
 from realfake.serve.settings import ServeSettings
 from realfake.serve.uploads import Answer
@@ -70,7 +72,7 @@ def create_app(model: ModelSource, settings: ServeSettings | None = None) -> Fas
         lifespan=lifespan,
     )
     app.state.service = service
-    routers = (page.router, meta.router, predict.router, explain.router)
+    routers = (page.router, meta.router, predict.router, explain.router, examples.router)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

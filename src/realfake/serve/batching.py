@@ -2,9 +2,12 @@
 
 A request puts its images on a queue and awaits a future. One worker task takes the first
 waiting request, gathers more until ``max_batch`` images or ``max_wait`` seconds, runs ONE
-forward pass on the model's thread and resolves each request's future with its rows. While a
-forward pass runs, new requests queue up and form the next batch at once: under load batches
-grow by themselves, and an idle service adds at most ``max_wait`` to a request's latency.
+forward pass on the model's thread and resolves each request's future with its rows (the
+probabilities and, where the run has a feature-distance reference, the distances read from the
+same pass). While a forward pass runs, new requests queue up and form the next batch at once:
+under load batches grow by themselves, and an idle service adds at most ``max_wait`` to a
+request's latency. Images travel as a list of 3×H×W tensors, so a model that scores native
+tiles gets each image at its own size.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
+
+from realfake.inference.scorer import Scored
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Job:
-    images: torch.Tensor  # k×3×S×S uint8
+    images: list[torch.Tensor]  # 3×H×W uint8 each
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
 
@@ -48,7 +52,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run_batch: Callable[[torch.Tensor], np.ndarray],
+        run_batch: Callable[[list[torch.Tensor]], Scored],
         executor: Executor,
         max_batch: int = 64,
         max_wait: float = 0.002,
@@ -79,11 +83,11 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the service is shutting down"))
 
-    async def submit(self, images: torch.Tensor) -> tuple[np.ndarray, BatchTiming]:
-        """Probabilities (k×C) of ``images`` (k×3×S×S uint8), and how the request was batched."""
+    async def submit(self, images: list[torch.Tensor]) -> tuple[Scored, BatchTiming]:
+        """The scores (k rows) of ``images`` (3×H×W uint8 each), and how they were batched."""
         if self._task is None or self._arrived is None:
             raise RuntimeError("the batcher is not running")
-        job = _Job(images, asyncio.get_running_loop().create_future())
+        job = _Job(list(images), asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self._arrived.set()
         return await job.future
@@ -97,9 +101,9 @@ class MicroBatcher:
                 await self._arrived.wait()
             batch = await self._gather()
             started = time.perf_counter()
-            x = torch.cat([job.images for job in batch]) if len(batch) > 1 else batch[0].images
+            x = [image for job in batch for image in job.images]
             try:
-                probs = await loop.run_in_executor(self._executor, self._run_batch, x)
+                scored = await loop.run_in_executor(self._executor, self._run_batch, x)
             except Exception as exc:  # every request of the batch learns of it, the worker lives
                 for job in batch:
                     if not job.future.done():
@@ -107,20 +111,20 @@ class MicroBatcher:
                 continue
             forward = time.perf_counter() - started
             if self._observe is not None:
-                self._observe(x.shape[0], forward)
+                self._observe(len(x), forward)
             row = 0
             for job in batch:
-                k = job.images.shape[0]
+                k = len(job.images)
                 if not job.future.done():  # a client that left has a cancelled future
-                    timing = BatchTiming(started - job.queued, forward, x.shape[0])
-                    job.future.set_result((probs[row : row + k], timing))
+                    timing = BatchTiming(started - job.queued, forward, len(x))
+                    job.future.set_result((_rows(scored, row, row + k), timing))
                 row += k
 
     async def _gather(self) -> list[_Job]:
         """The next batch: jobs in arrival order, up to max_batch images or max_wait seconds."""
         assert self._arrived is not None
         batch = [self._jobs.popleft()]
-        n = batch[0].images.shape[0]
+        n = len(batch[0].images)
         deadline = time.perf_counter() + self.max_wait
         while n < self.max_batch:
             if not self._jobs:
@@ -134,9 +138,15 @@ class MicroBatcher:
                 except TimeoutError:
                     break
                 continue
-            k = self._jobs[0].images.shape[0]
+            k = len(self._jobs[0].images)
             if n + k > self.max_batch:
                 break  # it leads the next batch
             batch.append(self._jobs.popleft())
             n += k
         return batch
+
+
+def _rows(scored: Scored, start: int, stop: int) -> Scored:
+    """Rows ``start:stop`` of a batch's scores: one request's share."""
+    distances = None if scored.distances is None else scored.distances[start:stop]
+    return Scored(scored.probs[start:stop], distances)

@@ -2,11 +2,12 @@
 
 Every upload goes through ``Decoder.prepare``: its header is read first (Pillow's ``Image.open``
 reads only the header) and an image declaring more than ``max_pixels`` is refused before a byte
-of pixel data is decoded, whatever its size in bytes; then the data layer's ``decode_image``
-(the one ``realfake predict`` uses, so the same file gets the same pixels and, when it cannot be
-decoded, the same ``describe_failure`` sentence). Both steps run in a small thread pool: a
-38 KB PNG declaring 6300×6300 pixels takes ~0.4 s to decode, and 16 of them on the event loop
-stalled every other request (/health included) for 6 s.
+of pixel data is decoded, whatever its size in bytes; then the decoder ``realfake predict``
+uses, so the same file gets the same pixels and, when it cannot be decoded, the same
+``describe_failure`` sentence: the data layer's ``decode_image`` at the network's size, or the
+predictor's ``native`` for a model that scores native tiles. Both steps run in a small thread
+pool: a 38 KB PNG declaring 6300×6300 pixels takes ~0.4 s to decode, and 16 of them on the
+event loop stalled every other request (/health included) for 6 s.
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ import functools
 import io
 import platform
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from PIL import Image
 
 from realfake.data.decode import decode_image, describe_failure
+from realfake.errors import DataError
 
 # Over this many declared pixels an upload is "large": it decodes in the large lane (at most
 # ``large_decodes`` at once), and the heap is trimmed once none is left. 4 MP is a 2560×1600
 # screenshot, ~12 MB of RGB; CIFAKE's 32 px images are 1,024 pixels.
 LARGE_PIXELS = 4_000_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,18 @@ def decode_upload(data: bytes, size: int, resize: str) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
+def decode_native_upload(data: bytes, native: Callable[[bytes], torch.Tensor]) -> torch.Tensor:
+    """3×H×W uint8 of an upload at its own size, by the predictor's ``native``; 415 with why."""
+    try:
+        return native(data)
+    except MemoryError:
+        raise
+    except DataError as exc:  # "image bytes (N bytes): why": the why is the client's to read
+        raise ImageRefused(415, "not_an_image", str(exc).split(": ", 1)[-1]) from None
+    except Exception as exc:  # as decode_upload: every decoder failure refuses this file
+        raise ImageRefused(415, "not_an_image", describe_failure(exc)) from None
+
+
 def _bomb_reason(exc: Exception, max_pixels: int) -> str:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     declared = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow opens"
@@ -153,17 +171,17 @@ class Decoder:
         self._large = asyncio.Semaphore(large)
         self._large_pending = 0  # large uploads decoding or waiting to
 
-    async def prepare(self, data: bytes, size: int, resize: str) -> torch.Tensor:
-        """The network's input of one upload; ImageRefused says why not."""
+    async def prepare(self, data: bytes, decode: Callable[[bytes], T]) -> T:
+        """``decode(data)`` once the header passed, off the loop; ImageRefused says why not."""
         loop = asyncio.get_running_loop()
         async with self._slots:
-            small = await loop.run_in_executor(self._pool, self._small, data, size, resize)
+            small = await loop.run_in_executor(self._pool, self._small, data, decode)
         if small is not None:
             return small
         self._large_pending += 1
         try:
             async with self._large, self._slots:
-                return await loop.run_in_executor(self._pool, decode_upload, data, size, resize)
+                return await loop.run_in_executor(self._pool, decode, data)
         finally:
             self._large_pending -= 1
             # Once no large upload is left: trimming after each one of a burst made the next
@@ -175,10 +193,10 @@ class Decoder:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _small(self, data: bytes, size: int, resize: str) -> torch.Tensor | None:
+    def _small(self, data: bytes, decode: Callable[[bytes], T]) -> T | None:
         """Decoded when the header declares a small image (one hop), else None (large lane)."""
         width, height = declared_size(data, self.max_pixels)
         if width * height > LARGE_PIXELS:
             check_png_data(data, width, height)  # before it queues for the large lane
             return None
-        return decode_upload(data, size, resize)
+        return decode(data)

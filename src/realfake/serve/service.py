@@ -4,25 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from realfake.errors import RealfakeError
 from realfake.inference import Decision, Scorer
+from realfake.inference.scorer import Scored
+from realfake.inference.table import combined_verdict
+from realfake.provenance import Provenance, read_provenance
 from realfake.serve.batching import BatchTiming, MicroBatcher
-from realfake.serve.images import Decoder
+from realfake.serve.card import model_card
+from realfake.serve.images import Decoder, decode_native_upload, decode_upload
 from realfake.serve.metrics import ServiceMetrics
 from realfake.serve.model import ModelSource, open_scorer, public_text, torch_model
-from realfake.serve.schemas import DecisionRuleRecord
+from realfake.serve.schemas import DecisionRuleRecord, ModelCard
 from realfake.serve.settings import ServeSettings
 
 log = logging.getLogger("realfake.serve")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded upload: the network's input and, for a FAKE/REAL detector, its provenance."""
+
+    image: torch.Tensor  # 3×S×S uint8; 3×H×W at its own size for a model scoring native tiles
+    provenance: Provenance | None  # None: the classes are not FAKE/REAL, nothing to combine
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The answer on one image: the pixels' decision, and the verdict with the file's evidence.
+
+    As ``realfake predict``'s columns: ``decision.verdict`` is pixel_verdict, ``verdict`` and
+    ``reason`` are combined with the provenance rules, ``evidence`` its lines.
+    """
+
+    decision: Decision
+    verdict: str
+    reason: str
+    evidence: list[str] | None  # None: no provenance check (classes other than FAKE/REAL)
+    provenance: str | None  # the provenance rule that decided, "pixels" when none fired
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,7 @@ class Service:
         self.metrics = metrics
         self.scorer: Scorer | None = None
         self.rule_record: DecisionRuleRecord | None = None  # what every answer says of its rule
+        self.card: ModelCard | None = None  # the served model's card, from its run's records
         self.ready = False
         self.load_failure: BaseException | None = None
         self.load_error: str | None = None
@@ -103,6 +132,7 @@ class Service:
             return
         self.scorer = scorer
         self.rule_record = DecisionRuleRecord.of(scorer)
+        self.card = model_card(scorer, self.rule_record)
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
         self.metrics.ready.set(1)
@@ -124,26 +154,67 @@ class Service:
 
     # --- work ---------------------------------------------------------------------------------
 
-    async def prepare(self, data: bytes) -> torch.Tensor:
-        """The network's input of one upload (decoded off the event loop); ImageRefused if not."""
+    @property
+    def reads_provenance(self) -> bool:
+        """Whether answers combine the file's provenance: a FAKE/REAL detector (as predict)."""
+        return self.scorer is not None and set(self.scorer.classes) == {"FAKE", "REAL"}
+
+    async def prepare(self, data: bytes, name: str) -> Prepared:
+        """One upload decoded as predict decodes it, and its provenance read, off the event loop;
+        ImageRefused if it is not an image."""
         assert self.decoder is not None and self.scorer is not None
         spec = self.scorer.spec
-        return await self.decoder.prepare(data, spec.image_size, spec.resize)
+        to_image: Callable[[bytes], torch.Tensor]
+        if spec.tiles:  # scored by tiles at its own size, never squashed to image_size
+            to_image = functools.partial(decode_native_upload, native=self.scorer.predictor.native)
+        else:
+            to_image = functools.partial(decode_upload, size=spec.image_size, resize=spec.resize)
+        provenance = self.reads_provenance
 
-    def _forward(self, images: torch.Tensor) -> np.ndarray:
-        assert self.scorer is not None
-        return self.scorer.probabilities(images)
+        def decode(data: bytes) -> Prepared:
+            image = to_image(data)
+            return Prepared(image, read_provenance(data, name) if provenance else None)
 
-    async def classify(self, images: list[torch.Tensor]) -> tuple[list[Decision], BatchTiming]:
-        """Decisions on prepared images (3×S×S uint8 each), batched with concurrent requests."""
+        return await self.decoder.prepare(data, decode)
+
+    def _forward(self, images: list[torch.Tensor]) -> Scored:
+        """Probabilities and feature distances of one batch, from the same forward passes."""
+        scorer = self.scorer
+        assert scorer is not None
+        if scorer.spec.tiles:
+            return scorer.score(images)  # each image at its own size, by the spec's tiles
+        return scorer.score(torch.stack(images))
+
+    async def classify(self, prepared: list[Prepared]) -> tuple[list[Judged], BatchTiming]:
+        """The answers on prepared uploads, their forward pass shared with concurrent requests."""
         assert self.batcher is not None and self.scorer is not None
-        probs, timing = await self.batcher.submit(torch.stack(images))
-        self.metrics.images.inc(len(images))
-        return self.scorer.decisions(probs), timing
+        scored, timing = await self.batcher.submit([p.image for p in prepared])
+        self.metrics.images.inc(len(prepared))
+        decisions = self.scorer.decisions(scored.probs, scored.distances)
+        return [_judge(d, p.provenance) for d, p in zip(decisions, prepared, strict=True)], timing
+
+    @property
+    def explain_unavailable(self) -> str | None:
+        """Why this service has no Grad-CAM, in one sentence; None when it has."""
+        scorer = self.scorer
+        if scorer is None:
+            return "the model is not loaded yet"
+        if torch_model(scorer) is None:
+            return (
+                "Grad-CAM needs the network's gradients (the torch backend); this service runs "
+                f"an exported {scorer.backend.upper()} graph"
+            )
+        if scorer.spec.tiles:
+            return (
+                f"this model scores up to {scorer.spec.tiles} tiles of each image at its own size; "
+                "Grad-CAM here maps one image as the network sees it, so it would not show "
+                "what decided"
+            )
+        return None
 
     @property
     def can_explain(self) -> bool:
-        return self.scorer is not None and torch_model(self.scorer) is not None
+        return self.explain_unavailable is None
 
     async def explain(self, image: torch.Tensor, target: str | None) -> Explanation:
         """The Grad-CAM overlay (PNG) of one prepared image for ``target`` (default: its label)."""
@@ -156,13 +227,25 @@ class Service:
 
         scorer = self.scorer
         assert scorer is not None
-        decision = scorer.decisions(scorer.probabilities(image[None]))[0]
+        scored = scorer.score(image[None])
+        decision = scorer.decisions(scored.probs, scored.distances)[0]
         chosen = target or decision.label
         k = scorer.classes.index(chosen)
         network = torch_model(scorer)
-        cam = gradcam(network, scorer.predictor.normalize(image[None]), k)[0]
-        caption = f"{decision.label} P={decision.probabilities[decision.label]:.3f}  map: {chosen}"
-        picture = overlay(image, cam, self.settings.explain_size, caption=caption)
+        size = self.settings.explain_size
+        # The layer's coarse map (4×4 for a 32 px fastnet) goes bilinearly straight to the
+        # display size: smooth, where enlarging a 32 px map would show its blocks. No caption in
+        # the pixels: the decision travels in the headers and the page writes its own caption.
+        x = scorer.predictor.normalize(image[None])
+        cam = gradcam(network, x, k, size=(size, size))[0]
         buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
+        overlay(image, cam, size).save(buffer, format="PNG")
         return Explanation(buffer.getvalue(), decision, chosen)
+
+
+def _judge(decision: Decision, provenance: Provenance | None) -> Judged:
+    """The verdict on one image as ``realfake predict`` gives it: pixels, then provenance."""
+    if provenance is None:
+        return Judged(decision, decision.verdict, decision.reason, None, None)
+    verdict, reason, combined = combined_verdict(decision.verdict, decision.reason, provenance)
+    return Judged(decision, verdict, reason, provenance.lines(), combined.rule)

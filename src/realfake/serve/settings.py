@@ -56,7 +56,9 @@ class ServeSettings(BaseSettings):
         repr=False,  # settings get logged; the key does not
     )
     cors_origins: tuple[str, ...] = ()  # empty: CORS off
-    explain_size: int = Field(192, ge=16)  # px of each half of the Grad-CAM overlay
+    # px of each half of the Grad-CAM overlay, the size the page shows it at: a 32 px image
+    # enlarged 8× and its map upsampled bilinearly to the same size.
+    explain_size: int = Field(256, ge=16)
     # Intra-op threads of the model in each worker process; None: chosen by backend (below).
     threads: int | None = Field(None, ge=1)
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from realfake.serve.images import ImageRefused
 from realfake.serve.schemas import ErrorAnswer, ImageResult
-from realfake.serve.service import Service
+from realfake.serve.service import Judged, Prepared, Service
 
 MULTIPART = "multipart/form-data"
 
@@ -79,16 +79,16 @@ async def read_uploads(
 
 
 async def prepare(service: Service, name: str, data: bytes, endpoint: str) -> Any:
-    """The prepared image, or the ImageResult saying why the file was refused."""
+    """The prepared upload, or the ImageResult saying why the file was refused."""
     try:
-        return await service.prepare(data)
+        return await service.prepare(data, name)
     except ImageRefused as refused:
         service.metrics.errors.labels(endpoint, refused.kind).inc()
         return ImageResult(file=name, error=f"{name}: {refused.reason}", status=refused.status)
 
 
-async def prepare_one(service: Service, name: str, data: bytes, endpoint: str) -> Any:
-    """The prepared image of a one-file endpoint; its refusal is the request's status."""
+async def prepare_one(service: Service, name: str, data: bytes, endpoint: str) -> Prepared:
+    """The prepared upload of a one-file endpoint; its refusal is the request's status."""
     image = await prepare(service, name, data, endpoint)
     if isinstance(image, ImageResult):
         raise HTTPException(image.status or 415, image.error)
@@ -119,14 +119,23 @@ async def classify_uploads(
     service.metrics.stage.labels("forward").observe(timing.forward_s)
     by_row = dict(zip((i for i, _ in good), found, strict=True))
     return [
-        ImageResult(
-            file=names[i],
-            label=d.label,
-            index=d.index,
-            probabilities=d.probabilities,
-            threshold=d.threshold,
-        )
-        if (d := by_row.get(i)) is not None
-        else prepared[i]
+        answer(names[i], j) if (j := by_row.get(i)) is not None else prepared[i]
         for i in range(len(prepared))
     ]
+
+
+def answer(name: str, judged: Judged) -> ImageResult:
+    """The JSON answer on one classified file: the pixels' decision and the combined verdict."""
+    d = judged.decision
+    return ImageResult(
+        file=name,
+        label=d.label,
+        index=d.index,
+        probabilities=d.probabilities,
+        threshold=d.threshold,
+        verdict=judged.verdict,
+        reason=judged.reason,
+        pixel_verdict=d.verdict,
+        evidence=judged.evidence,
+        provenance=judged.provenance,
+    )

@@ -24,13 +24,14 @@ async def explain(
     scorer: ScorerDep,
     target: str | None = Query(None, description="class to explain (default: the label)"),
 ) -> Response:
-    if not service.can_explain:
-        raise HTTPException(501, "Grad-CAM needs the torch backend; this service runs ONNX")
+    unavailable = service.explain_unavailable
+    if unavailable is not None:
+        raise HTTPException(501, f"no Grad-CAM here: {unavailable}")
     if target is not None and target not in scorer.classes:
         raise HTTPException(422, f"target {target!r} is not one of {scorer.classes}")
     ((name, data),) = await read_uploads(request, service, "file", 1)
     image = await prepare_one(service, name, data, "/explain")
-    done = await service.explain(image, target)
+    done = await service.explain(image.image, target)
     d = done.decision
     headers = {
         "X-Prediction": d.label,

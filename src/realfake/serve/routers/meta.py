@@ -1,4 +1,5 @@
-"""Probes and descriptions: /health and /ready (open), /metadata and /metrics (key if set)."""
+"""Probes and descriptions: /health and /ready (open); /metadata, /model-card and /metrics (key
+if set)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from realfake import __version__
 from realfake.serve.deps import ERRORS, PROTECTED, ScorerDep, ServiceDep
 from realfake.serve.model import checkpoint_label, source_label
-from realfake.serve.schemas import Health, Limits, Metadata, Ready
+from realfake.serve.schemas import Health, Limits, Metadata, ModelCard, Ready
 
 router = APIRouter()
 
@@ -61,6 +62,7 @@ async def metadata(service: ServiceDep, scorer: ScorerDep) -> Metadata:
         checkpoint_sha256=scorer.sha256,
         version=__version__,
         explain=service.can_explain,
+        explain_unavailable=service.explain_unavailable,
         api_key_required=settings.api_key is not None,
         limits=Limits(
             max_body_bytes=settings.max_body_bytes,
@@ -70,6 +72,18 @@ async def metadata(service: ServiceDep, scorer: ScorerDep) -> Metadata:
             batch_wait_ms=settings.batch_wait_ms,
         ),
     )
+
+
+@router.get(
+    "/model-card",
+    response_model=ModelCard,
+    dependencies=PROTECTED,
+    responses=ERRORS,
+    summary="What the model is, what it learnt from, how well it did, and its limits",
+)
+async def model_card(service: ServiceDep, scorer: ScorerDep) -> ModelCard:
+    assert service.card is not None  # built with the scorer, before the service is ready
+    return service.card
 
 
 @router.get("/metrics", dependencies=PROTECTED, summary="Prometheus metrics (text format)")
