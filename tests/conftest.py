@@ -112,11 +112,13 @@ def frozen(tiny_run, evaluated, tmp_path_factory):
     test images so that it decides many images unlike the arg-max (tests compare surfaces
     image by image).
     """
+    from dataclasses import replace
+
     import numpy as np
 
     from realfake.evaluate.evaluation import evaluate
     from realfake.inference.splits import eval_images
-    from realfake.runs import FrozenThreshold, ModelSpec, RunDir
+    from realfake.runs import ModelSpec, RunDir
     from realfake.runs.rundir import write_run_spec
 
     run = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("frozen") / "tiny"))
@@ -126,9 +128,8 @@ def frozen(tiny_run, evaluated, tmp_path_factory):
     probs = first.scorer.probabilities(images.split.images)
     median = float(np.median(probs[:, first.scorer.positive]))
     chosen = first.freeze.frozen
-    moved = FrozenThreshold(
-        median, chosen.tta, chosen.criterion, chosen.source, chosen.checkpoint_sha256
-    )
+    # The band was fitted around the chosen value: it does not hold at another one.
+    moved = replace(chosen, value=median, unsure_margin=None, target_error=None)
     spec = ModelSpec.from_dict(json.loads((run / "model.json").read_text()))
     write_run_spec(RunDir(run), spec.with_threshold(moved))
     return run, evaluate(run, n_resamples=0, figures=False)

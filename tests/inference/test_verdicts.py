@@ -11,6 +11,7 @@ import pytest
 from realfake.inference import Scorer
 from realfake.inference.verdict import (
     UNSURE,
+    SizeRange,
     choose_band,
     error_upper_bound,
     fit_feature_distance,
@@ -115,3 +116,35 @@ def test_predict_shows_provenance_beside_the_pixels_and_absence_proves_nothing(t
     assert "parameters" in declared["evidence"] or "Stable Diffusion" in declared["evidence"]
     assert stripped["verdict"] == stripped["pixel_verdict"]
     assert "absence proves nothing" in stripped["evidence"]
+
+
+def test_a_size_far_from_the_training_images_is_unsure():
+    sizes = SizeRange.of(np.array([[32, 32]] * 99 + [[40, 32]]))
+    assert (sizes.side_lo, sizes.side_hi) == (32, 32)
+    assert not sizes.unfamiliar(32, 32) and not sizes.unfamiliar(60, 60)  # within 2x
+    assert sizes.unfamiliar(256, 256) and sizes.unfamiliar(8, 8)
+    assert sizes.unfamiliar(200, 40)  # a banner: 5:1, far beyond the training aspect
+
+
+def test_predict_calls_a_photo_of_another_size_unsure(frozen, tmp_path):
+    """The frozen run learnt from 32-px images: a 256-px picture, whatever its pixels, is
+    UNSURE by its size, and says so; a 32-px copy of it is judged by its pixels."""
+    from PIL import Image
+
+    from realfake.cli import main
+
+    run, _ = frozen
+    spec = __import__("json").loads((run / "model.json").read_text())
+    assert spec["threshold"]["train_side_lo"] == 32 == spec["threshold"]["train_side_hi"]
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(90, 160, (256, 256, 3), dtype=np.uint8))
+    picture.save(folder / "large.png")
+    picture.resize((32, 32)).save(folder / "small.png")
+    out = tmp_path / "s.csv"
+    assert main(["predict", str(run), str(folder), "--out", str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False).set_index("filename")
+    assert table.loc["large.png", "verdict"] == UNSURE
+    assert "256×256 is far from their size" in table.loc["large.png", "reason"]
+    assert "far from their size" not in table.loc["small.png", "reason"]

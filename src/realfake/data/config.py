@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from realfake.errors import ConfigError
 
 RESIZE_POLICIES = ("stretch", "center_crop")
+# How tile scores become an image's (native tiles): their mean, or the most positive tile's.
+TILE_AGGREGATES = ("mean", "max")
 FLIP_MODES = ("random", "alternate")
 # How training batches are drawn: "none" shuffles the images (every image once an epoch);
 # "class" gives every class, "source_class" every (source, class) pair, the same share of an
@@ -121,6 +123,11 @@ class DataConfig:
     # "stretch": bilinear (antialiased) resize to size×size, aspect ratio not kept;
     # "center_crop": the largest centred square, resized to size×size.
     resize: str = "stretch"
+    # What prediction does with images of another size (recorded in the model spec): 0 brings
+    # the whole image to image_size by ``resize``; N > 0 scores up to N native tiles of
+    # image_size, never resized, aggregated by ``tile_aggregate`` (mean | max).
+    tiles: int = 0
+    tile_aggregate: str = "mean"
     val_fraction: float = 0.1  # carved from train per class; ignored when the source has val/
     test_fraction: float = 0.0  # only for sources without a test split; 0 = no test split
     split_seed: int = 0
@@ -159,6 +166,10 @@ class DataConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field with an impossible value."""
+        if self.tiles < 0:
+            raise _bad("tiles", self.tiles, "0 (resize whole images) or a tile count >= 1")
+        if self.tile_aggregate not in TILE_AGGREGATES:
+            raise _bad("tile_aggregate", self.tile_aggregate, " or ".join(TILE_AGGREGATES))
         if self.resize not in RESIZE_POLICIES:
             raise _bad("resize", self.resize, "one of " + ", ".join(RESIZE_POLICIES))
         if self.image_size < 8:

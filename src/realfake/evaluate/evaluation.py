@@ -33,6 +33,7 @@ from realfake.inference.verdict import (
     OOD_FIT_IMAGES,
     UNSURE,
     FeatureDistance,
+    SizeRange,
     choose_band,
     fit_feature_distance,
 )
@@ -95,7 +96,7 @@ def evaluate(
     if freeze is not None:
         scorer, outcome = freeze_on_validation(scorer, freeze, min_per_class)
     images = eval_images(scorer.predictor, data, split)
-    scored = scorer.score(images.split.images, progress=progress)
+    scored = scorer.score(images.split.images, sizes=images.split.sizes, progress=progress)
     probs = scored.probs
     labels = images.split.labels.numpy()
     classes = scorer.classes
@@ -109,7 +110,7 @@ def evaluate(
     if n_resamples:
         ci = bootstrap_ci(labels, predicted, len(classes), n_resamples, seed, CI_LEVEL)
         metrics["ci"] = {**ci, "level": CI_LEVEL, "resamples": n_resamples, "seed": seed}
-    said = scorer.verdicts(probs, scored.distances)
+    said = scorer.verdicts(probs, scored.distances, scored.sizes)
     metrics["verdicts"] = verdict_metrics(said, predicted, labels)
 
     checkpoint = scorer.checkpoint
@@ -210,6 +211,15 @@ def freeze_on_validation(
         return Scorer.build(scorer.predictor, tta=scorer.tta, batch_size=scorer.batch_size), outcome
     frozen = outcome.frozen
     band = choose_band(val.labels.numpy(), probs[:, positive], positive, frozen.value)
+    train = splits.train
+    if train is not None and train.sizes is not None and len(train):
+        sizes = SizeRange.of(train.sizes)
+        frozen = replace(
+            frozen,
+            train_side_lo=sizes.side_lo,
+            train_side_hi=sizes.side_hi,
+            train_aspect_hi=sizes.aspect_hi,
+        )
     if band is not None:
         frozen = replace(
             frozen,
@@ -282,6 +292,7 @@ def unsure_record(scorer: Scorer) -> dict[str, Any]:
         if ood is None
         else {"cutoff": ood.cutoff, "quantile": ood.quantile, "fitted_on": ood.fitted_on},
         "feature_distance_missing": scorer.ood_why or None,
+        "training_sizes": None if scorer.size_range is None else scorer.size_range.describe(),
     }
 
 

@@ -8,6 +8,7 @@ which rule decided it (``rule.describe``).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,13 @@ from realfake.errors import ConfigError
 from realfake.inference.backends import load_predictor
 from realfake.inference.predictor import BasePredictor, ImageInput, Predictor
 from realfake.inference.rule import DecisionRule, resolve_rule
-from realfake.inference.verdict import OOD_FILE, FeatureDistance, features_hook, verdicts
+from realfake.inference.verdict import (
+    OOD_FILE,
+    FeatureDistance,
+    SizeRange,
+    features_hook,
+    verdicts,
+)
 from realfake.runs import ModelSpec, RunDir
 
 
@@ -43,6 +50,7 @@ class Scored:
 
     probs: np.ndarray  # N×C
     distances: np.ndarray | None  # N, squared Mahalanobis distance to the training features
+    sizes: np.ndarray | None = None  # N×2 original (width, height), when the inputs told them
 
 
 @dataclass(frozen=True)
@@ -175,12 +183,19 @@ class Scorer:
         )
 
     def score(
-        self, images: Sequence[ImageInput] | torch.Tensor, *, progress: bool = False
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        *,
+        sizes: np.ndarray | None = None,
+        progress: bool = False,
     ) -> Scored:
         """Probabilities and, with a feature-distance reference, each image's distance to the
-        training features (read from the same forward passes)."""
+        training features (read from the same forward passes); ``sizes``: the images' original
+        (width, height) when the caller knows them (else read from files, bytes and images)."""
+        if sizes is None:
+            sizes = original_sizes(images)
         if self.ood is None:
-            return Scored(self.probabilities(images, progress=progress), None)
+            return Scored(self.probabilities(images, progress=progress), None, sizes)
         model = self.torch_predictor().model
         if self.spec.tiles and not self.predictor._already_prepared(images):
             # Tiles: one feature vector per image, the mean over its tiles (and views).
@@ -189,10 +204,10 @@ class Scorer:
                 with features_hook(model, 2 if self.tta else 1) as hook:
                     probs.append(self.probabilities([image]))
                 features.append(hook.features().mean(0))
-            return Scored(np.concatenate(probs), self.ood.distance(np.stack(features)))
+            return Scored(np.concatenate(probs), self.ood.distance(np.stack(features)), sizes)
         with features_hook(model, 2 if self.tta else 1) as hook:
             probs = self.probabilities(images, progress=progress)
-        return Scored(probs, self.ood.distance(hook.features()))
+        return Scored(probs, self.ood.distance(hook.features()), sizes)
 
     def features(self, images: Sequence[ImageInput] | torch.Tensor) -> np.ndarray:
         """The penultimate features the distance reads (N×D), as ``score`` computes them."""
@@ -204,8 +219,20 @@ class Scorer:
         """Class index per row of probabilities, by this scorer's rule."""
         return self.rule.decide(probs)
 
+    @property
+    def size_range(self) -> SizeRange | None:
+        """The training images' sizes, recorded when the rule was frozen (else None)."""
+        frozen = self.rule.frozen
+        if frozen is None or frozen.train_side_lo is None:
+            return None
+        assert frozen.train_side_hi is not None and frozen.train_aspect_hi is not None
+        return SizeRange(frozen.train_side_lo, frozen.train_side_hi, frozen.train_aspect_hi)
+
     def verdicts(
-        self, probs: np.ndarray, distances: np.ndarray | None = None
+        self,
+        probs: np.ndarray,
+        distances: np.ndarray | None = None,
+        sizes: np.ndarray | None = None,
     ) -> list[tuple[str, str]]:
         """(verdict, reason) per image: the decided class, or UNSURE saying why."""
         frozen = self.rule.frozen
@@ -219,13 +246,20 @@ class Scorer:
             None if frozen is None else frozen.target_error,
             distances,
             self.ood,
+            sizes,
+            self.size_range,
         )
 
-    def decisions(self, probs: np.ndarray, distances: np.ndarray | None = None) -> list[Decision]:
-        """One Decision per row of probabilities (``distances``: from ``score``)."""
+    def decisions(
+        self,
+        probs: np.ndarray,
+        distances: np.ndarray | None = None,
+        sizes: np.ndarray | None = None,
+    ) -> list[Decision]:
+        """One Decision per row of probabilities (``distances``, ``sizes``: from ``score``)."""
         classes = self.classes
         chosen = self.decide(probs)
-        said = self.verdicts(probs, distances)
+        said = self.verdicts(probs, distances, sizes)
         return [
             Decision(
                 classes[k],
@@ -241,7 +275,31 @@ class Scorer:
     def predict(self, images: Sequence[ImageInput] | torch.Tensor) -> list[Decision]:
         """A decision per image."""
         scored = self.score(images)
-        return self.decisions(scored.probs, scored.distances)
+        return self.decisions(scored.probs, scored.distances, scored.sizes)
+
+
+def original_sizes(images: Sequence[ImageInput] | torch.Tensor) -> np.ndarray | None:
+    """Each image's (width, height) as it came, read from headers only; None for a batch
+    tensor (already prepared: its original sizes are gone) or an unreadable input."""
+    if isinstance(images, torch.Tensor):
+        return None
+    out = np.zeros((len(images), 2), dtype=np.int64)
+    for i, image in enumerate(images):
+        try:
+            if isinstance(image, torch.Tensor):
+                out[i] = (image.shape[-1], image.shape[-2])
+                continue
+            from PIL import Image
+
+            if isinstance(image, Image.Image):
+                out[i] = image.size
+                continue
+            source = io.BytesIO(bytes(image)) if not isinstance(image, (str, Path)) else image
+            with Image.open(source) as opened:  # the header: no pixels decoded
+                out[i] = opened.size
+        except Exception:  # unreadable: scoring it reports why; no size check here
+            return None
+    return out
 
 
 def _feature_distance(predictor: BasePredictor) -> tuple[FeatureDistance | None, str]:

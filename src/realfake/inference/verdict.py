@@ -196,6 +196,43 @@ class _FeatureHook:
         return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, 0))
 
 
+SIZE_SLACK = 2.0  # sides within half to twice the training range count as familiar
+ASPECT_SLACK = 1.5
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """The training images' own sizes: the short side's 1st-99th percentile, the aspect's 99th."""
+
+    side_lo: float
+    side_hi: float
+    aspect_hi: float
+
+    @classmethod
+    def of(cls, sizes: np.ndarray) -> SizeRange:
+        """From the original (width, height) of the training images."""
+        sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+        sizes = sizes[(sizes > 0).all(1)]
+        short, long = sizes.min(1), sizes.max(1)
+        lo, hi = np.percentile(short, [1, 99])
+        return cls(float(lo), float(hi), float(np.percentile(long / short, 99)))
+
+    def unfamiliar(self, width: int, height: int) -> bool:
+        short, long = min(width, height), max(width, height)
+        if short <= 0:
+            return False
+        far = short < self.side_lo / SIZE_SLACK or short > self.side_hi * SIZE_SLACK
+        return far or long / short > max(self.aspect_hi, 1.0) * ASPECT_SLACK
+
+    def describe(self) -> str:
+        sides = (
+            f"{self.side_lo:.0f} px"
+            if self.side_lo == self.side_hi
+            else f"{self.side_lo:.0f}-{self.side_hi:.0f} px"
+        )
+        return f"short side {sides}, aspect up to {self.aspect_hi:.2f}"
+
+
 def verdicts(
     probs: np.ndarray,
     classes: list[str],
@@ -206,10 +243,24 @@ def verdicts(
     target_error: float | None,
     distances: np.ndarray | None,
     ood: FeatureDistance | None,
+    sizes: np.ndarray | None = None,
+    size_range: SizeRange | None = None,
 ) -> list[tuple[str, str]]:
-    """(verdict, reason) per image: the decided class, or UNSURE saying why."""
+    """(verdict, reason) per image: the decided class, or UNSURE saying why. ``sizes``: each
+    image's original (width, height), checked against the training images' ``size_range``."""
     out = []
     for i, k in enumerate(decided.tolist()):
+        if size_range is not None and sizes is not None and size_range.unfamiliar(*sizes[i]):
+            w, h = (int(v) for v in sizes[i])
+            out.append(
+                (
+                    UNSURE,
+                    f"unlike the images it was trained on: {w}×{h} is far from their size "
+                    f"({size_range.describe()}), and brought to the model's input it is not "
+                    "what the model learnt from",
+                )
+            )
+            continue
         if ood is not None and distances is not None and distances[i] > ood.cutoff:
             out.append(
                 (

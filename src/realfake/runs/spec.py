@@ -22,7 +22,15 @@ THRESHOLD_CRITERIA = ("accuracy", "youden")
 # ±4.9 points at n = 400. Below that, what a threshold buys on validation is within the noise
 # of which images were drawn (realfake.inference.threshold uses it).
 MIN_PER_CLASS = 400
-BAND_FIELDS = ("unsure_margin", "target_error", "val_coverage", "val_selective_accuracy")
+BAND_FIELDS = (
+    "unsure_margin",
+    "target_error",
+    "val_coverage",
+    "val_selective_accuracy",
+    "train_side_lo",
+    "train_side_hi",
+    "train_aspect_hi",
+)
 
 
 def default_positive_class(classes: Sequence[str]) -> str | None:
@@ -51,6 +59,11 @@ class FrozenThreshold:
     target_error: float | None = None  # the error rate allowed among the answers given
     val_coverage: float | None = None  # share of validation images answered
     val_selective_accuracy: float | None = None  # accuracy of those answers on validation
+    # The training images' own sizes (1st-99th percentile of the short side, 99th of the aspect
+    # ratio): an image far outside them is UNSURE whatever its probabilities (verdict.py).
+    train_side_lo: float | None = None
+    train_side_hi: float | None = None
+    train_aspect_hi: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.value, float) and 0.0 <= self.value <= 1.0):

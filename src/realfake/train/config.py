@@ -34,7 +34,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from realfake.data.config import DataConfig
+from realfake.data.config import RESIZE_POLICIES, DataConfig
 from realfake.errors import ConfigError
 
 
@@ -162,7 +162,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sched.name": ("none", "cosine", "onecycle", "step", "plateau"),
     "early_stopping.mode": ("min", "max"),
     "model.stem": ("cifar", "imagenet"),
-    "data.resize": ("stretch", "center_crop"),
+    "data.resize": RESIZE_POLICIES,
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "logging.progress": ("auto", "rich", "plain", "none"),
