@@ -447,7 +447,7 @@ def _reads_data(tmp_path: Path, monkeypatch) -> None:
 
 
 def _reads_tracking_uri(tmp_path: Path, monkeypatch) -> None:
-    from realfake.train.tracking import MlflowTracker
+    from realfake.runs.tracking import MlflowTracker
 
     value = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", value)
@@ -486,7 +486,7 @@ CONSUMERS = {
     "REALFAKE_CACHE": ("realfake.data.cache.default_cache_dir: the decode cache", _reads_cache),
     "REALFAKE_DATA": ("realfake.train.config.DATA_ENV: $REALFAKE_DATA/... in configs", _reads_data),
     "MLFLOW_TRACKING_URI": (
-        "realfake.train.tracking.MlflowTracker, and MLflow",
+        "realfake.runs.tracking.MlflowTracker, and MLflow",
         _reads_tracking_uri,
     ),
     "REALFAKE_API_KEY": ("realfake.cli.serve: X-API-Key required when set", _reads_api_key),
@@ -575,7 +575,7 @@ def test_the_workers_reach_mlflow_by_its_service_name_and_port(compose):
 def test_the_database_urls_name_the_postgres_service_its_credentials_and_a_driver(compose):
     from sqlalchemy.engine import make_url
 
-    from realfake.studies.sweep import _with_driver
+    from realfake.studies.sweepstorage import with_driver
 
     services = compose["services"]
     pg = services["postgres"]
@@ -598,7 +598,7 @@ def test_the_database_urls_name_the_postgres_service_its_credentials_and_a_drive
     assert len(set(databases)) == 2
     # Our sweep code picks psycopg2 for a bare postgresql:// (the driver the train image has);
     # MLflow does not, so its URL names the driver itself.
-    assert make_url(_with_driver(storage)).drivername == "postgresql+psycopg2"
+    assert make_url(with_driver(storage)).drivername == "postgresql+psycopg2"
     assert make_url(backend).drivername == "postgresql+psycopg2"
     make_url(backend).get_dialect().import_dbapi()  # psycopg2 is importable here too
     probe = healthcheck_argv(pg)
