@@ -131,7 +131,7 @@ def main() -> int:
         acc = sel = float("nan")
         if labels is not None:
             acc = float((decided == labels).mean())
-            sel = float((decided[answered] == labels[answered]).mean()) if answered.any() else acc
+            sel = float((decided[answered] == labels[answered]).mean()) if answered.any() else sel
         distances[name] = scored.distances
         rows.append((name, len(images), acc, float(answered.mean()), sel, by_size, by_features))
         print(rows[-1], flush=True)
@@ -183,10 +183,12 @@ def main() -> int:
         )
     lines += [
         "",
-        "Reading: *accuracy of answers* counts only the images not called UNSURE; *coverage* is "
-        "the share that got an answer. The band is chosen on CIFAKE validation images, so its "
-        "error bound holds for images like those; on another source it does not hold, and the "
-        "feature distance is what keeps such images from a confident answer.",
+        "Reading: *accuracy of answers* counts only the images not called UNSURE (– when none "
+        "was answered or the set has no labels); *coverage* is the share that got an answer. "
+        "*UNSURE: size* are images far from the training images' size (here anything but about "
+        "32 px); *UNSURE: features* are beyond the 99th percentile of validation images' "
+        "feature distance. The ROC-AUC column ranks by the feature distance alone, so it says "
+        "how well the features tell these images from CIFAKE's at the same input size.",
     ]
     publish(HEADING, lines, not args.no_update)
     return 0
