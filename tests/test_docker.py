@@ -687,6 +687,7 @@ def _ready(url: str) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_the_api_images_command_serves_passes_its_healthcheck_and_stops_on_sigterm(
     tiny_run, tmp_path
 ):

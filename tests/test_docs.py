@@ -386,6 +386,7 @@ def test_every_tutorial_has_commands_and_every_figure_exists():
             assert figure.stat().st_size < 200 * 1024, f"{figure.name} is over 200 kB"
 
 
+@pytest.mark.slow
 def test_the_site_builds_in_strict_mode(tmp_path):
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
         pytest.importorskip(

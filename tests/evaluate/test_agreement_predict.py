@@ -86,6 +86,7 @@ def test_evaluate_robustness_and_predict_agree_exactly(
     assert report.rows[1].roc_auc != report.clean.roc_auc
 
 
+@pytest.mark.slow
 def test_a_frozen_threshold_belongs_to_its_weights_and_its_tta(frozen, tmp_path):
     run, result = frozen
     spec = json.loads((run / "model.json").read_text())

@@ -145,6 +145,7 @@ def test_own_split_names_the_file_it_comes_from(monkeypatch, split, named):
     assert images.where == f"the run's {split} split of {named}"
 
 
+@pytest.mark.slow
 def test_a_threshold_is_frozen_only_where_validation_supports_it(tiny_copy, capsys):
     """The tiny run has 50 validation images of each class: freezing is refused by default and
     the run keeps the arg-max, saying why; lowered deliberately, it freezes into model.json."""
@@ -173,6 +174,7 @@ def test_a_threshold_is_frozen_only_where_validation_supports_it(tiny_copy, caps
     assert again.record["decision"]["text"].startswith("P(FAKE) >= ")
 
 
+@pytest.mark.slow
 def test_evaluate_writes_per_image_decisions_and_logs_to_the_tracker(
     tiny_training, tiny_tracking_uri, tmp_path
 ):

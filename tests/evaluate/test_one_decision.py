@@ -15,6 +15,9 @@ import pytest
 
 from realfake.inference import Scorer
 
+# Each test compares a whole surface with evaluate on a run frozen for the purpose: end to end.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def decided(frozen):

@@ -55,6 +55,7 @@ def test_the_feature_distance_flags_what_lies_far_from_both_classes():
     assert (ood.distance(far) > ood.cutoff).all()
 
 
+@pytest.mark.slow
 def test_unlike_images_are_unsure_and_every_surface_says_so(frozen, tiny_onnx, tmp_path):
     """The frozen run has a feature-distance reference (fitted when its threshold was frozen):
     flat and noisy pictures are UNSURE with that reason; test images mostly are not; predict
@@ -92,6 +93,7 @@ def test_unlike_images_are_unsure_and_every_surface_says_so(frozen, tiny_onnx, t
     assert onnx.ood is None and "torch backend" in onnx.ood_why
 
 
+@pytest.mark.slow
 def test_predict_shows_provenance_beside_the_pixels_and_absence_proves_nothing(tiny_run, tmp_path):
     """A PNG declaring Stable Diffusion parameters is FAKE by declaration whatever the pixels
     say; the same pixels without metadata keep the pixel verdict."""
@@ -126,6 +128,7 @@ def test_a_size_far_from_the_training_images_is_unsure():
     assert sizes.unfamiliar(200, 40)  # a banner: 5:1, far beyond the training aspect
 
 
+@pytest.mark.slow
 def test_predict_calls_a_photo_of_another_size_unsure(frozen, tmp_path):
     """The frozen run learnt from 32-px images: a 256-px picture, whatever its pixels, is
     UNSURE by its size, and says so; a 32-px copy of it is judged by its pixels."""

@@ -170,6 +170,7 @@ def test_the_attacked_function_is_the_scorers(random_predictor, random_scorer) -
     assert np.allclose(loss.detach().numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_eps_of_one_moves_pixels_by_exactly_one_after_rounding(random_scorer) -> None:
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     labels = torch.tensor([0, 1] * 4)
@@ -200,6 +201,7 @@ def attacked_grid(tiny_run: Path, few_test_images: Path):
     return robustness_report(tiny_run, few_test_images, "fgsm:1,fgsm:8,pgd:8")
 
 
+@pytest.mark.slow
 def test_attacked_accuracy_falls_with_eps(attacked_grid) -> None:
     rows = {r.perturbation: r for r in attacked_grid.rows}
     assert list(rows) == ["clean", "fgsm:1", "fgsm:8", "pgd:8"]
@@ -213,6 +215,7 @@ def test_attacked_accuracy_falls_with_eps(attacked_grid) -> None:
     assert rows["pgd:8"].roc_auc < rows["clean"].roc_auc
 
 
+@pytest.mark.slow
 def test_robustness_command_states_how_each_attack_ran(
     tiny_run: Path, few_test_images: Path, tmp_path: Path, capsys
 ) -> None:
@@ -233,6 +236,7 @@ def _pixels(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy())
 
 
+@pytest.mark.slow
 def test_attacked_copy_stays_within_eps_and_changes_predictions(
     tiny_run: Path, few_test_images: Path, tmp_path: Path, capsys
 ) -> None:

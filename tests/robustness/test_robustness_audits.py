@@ -17,6 +17,7 @@ from realfake.robustness.leaks import audit_leaks, near_pairs, popcount
 from realfake.robustness.shortcuts import audit_shortcuts
 
 
+@pytest.mark.slow
 def test_shortcut_probes(tiny_run: Path, evaluated) -> None:
     import torchvision.transforms.v2.functional as TF
 

@@ -37,6 +37,7 @@ def test_report_has_clean_and_every_perturbation(report) -> None:
     assert records[-1]["perturbation"] == "mean" and len(records) == 5
 
 
+@pytest.mark.slow
 def test_same_seed_same_table(report, tiny_run: Path) -> None:
     again = robustness_report(tiny_run, perturbations="noise:0.05", seed=1)
     assert again.rows[1] == report.rows[3]
@@ -59,6 +60,7 @@ def test_csv_and_heatmap_files(report, tmp_path: Path) -> None:
     assert side[-1]["perturbation"] == "mean"
 
 
+@pytest.mark.slow
 def test_the_grid_never_chooses_a_threshold_itself(frozen) -> None:
     """A frozen threshold is used as it is (never re-chosen on validation), clean row included."""
     run, result = frozen
@@ -87,6 +89,7 @@ def test_scores_of_a_known_case() -> None:
     assert all(math.isnan(v) for v in score(probs[:0], labels[:0], ["FAKE", "REAL"]).values())
 
 
+@pytest.mark.slow
 def test_cli_writes_table_csv_and_plot(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

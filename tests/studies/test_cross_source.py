@@ -9,6 +9,7 @@ from realfake.studies.cross_source import cross_source_table, write_cross_source
 from realfake.studies.study import load_study
 
 
+@pytest.mark.slow
 def test_each_cell_is_the_runs_own_evaluation_of_that_source(tiny_run, evaluated, tmp_path):
     other = [
         f"data.source={tmp_path / 'missing'}",

@@ -274,6 +274,7 @@ def test_arms_on_different_test_images_are_not_tested(tmp_path):
     assert "| c | 1 |" in md and "n/a: not scored on the same test images" in md
 
 
+@pytest.mark.slow
 def test_a_run_evaluated_for_the_table_is_scored_once(tiny_copy, monkeypatch):
     """A study's runs are evaluated when collected; that evaluation gives the per-image results
     too, and they are those rebuilt later for an already evaluated run."""

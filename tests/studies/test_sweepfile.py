@@ -365,6 +365,7 @@ parameters:
 """
 
 
+@pytest.mark.slow
 def test_a_study_continued_with_other_fixed_settings_is_refused_naming_them(
     tmp_path, capsys, monkeypatch
 ):

@@ -45,6 +45,7 @@ def test_bad_adversarial_options_stop_with_one_sentence(overrides: list[str], wo
     assert words in str(info.value)
 
 
+@pytest.mark.slow
 def test_training_step_attacks_the_batch_within_eps() -> None:
     spec = ModelSpec(
         model="fastnet", classes=("FAKE", "REAL"), image_size=32, resize="stretch",
@@ -74,6 +75,7 @@ def _train_loss(run) -> list[float]:
         return [float(row["train_loss"]) for row in csv.DictReader(fh)]
 
 
+@pytest.mark.slow
 def test_adversarial_run_trains_on_attacked_batches(tmp_path, tiny_run, tiny_overrides) -> None:
     # The session's tiny run is the same training (seed, data order, initial weights) on clean
     # batches: its first steps see the same images unattacked, so a lower loss.

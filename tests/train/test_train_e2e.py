@@ -138,6 +138,7 @@ def test_early_stopping_stops_when_the_monitor_stalls(tmp_path, tiny_overrides):
     assert result.metrics["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_second_train_call_in_one_process_is_a_complete_independent_run(
     tiny_training, tmp_path, tiny_overrides
 ):
