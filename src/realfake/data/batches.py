@@ -94,11 +94,15 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.n // self.world
 
+    def draws(self) -> np.ndarray:
+        """Every process's draws of this epoch, in order: a (seed, epoch) permutation."""
+        return np.random.default_rng([self.seed % 2**63, self.epoch]).permutation(self.n)
+
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed % 2**63, self.epoch])
-        order = rng.permutation(self.n)[self.rank :: self.world][: len(self)]
+        order = self.draws()[self.rank :: self.world][: len(self)]
         if self.alternate_flips:
-            # A generator of its own (seed only): the half mirrored in even epochs.
+            # A generator of its own (seed only): the half mirrored in even epochs; an image
+            # drawn twice in an epoch (a balanced sampler) is mirrored alike both times.
             first = np.random.default_rng([self.seed % 2**63, 2**32]).random(self.n) < 0.5
             mirrored = first[order] ^ bool(self.epoch % 2)
             order = order + self.n * mirrored

@@ -6,7 +6,6 @@ It lives in train/, the one layer that imports Lightning; realfake.data stays fr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -26,7 +25,12 @@ from realfake.data.augment import (
     random_resize,
     random_zoom,
 )
-from realfake.data.batches import TensorImageDataset, collate_batch, make_loader
+from realfake.data.batches import (
+    EpochShuffleSampler,
+    TensorImageDataset,
+    collate_batch,
+    make_loader,
+)
 from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, describe_source, load_splits
 from realfake.data.loader import ImageSplit
@@ -59,7 +63,7 @@ def balance_groups(
     return np.array([index[key] for key in keys], np.int64), names
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(EpochShuffleSampler):
     """This process's share of an epoch in which every group is drawn equally often.
 
     An epoch draws as many images as the split holds; each of the G groups (classes, or
@@ -79,19 +83,8 @@ class BalancedSampler(Sampler[int]):
         world: int = 1,
         alternate_flips: bool = False,
     ) -> None:
-        self.n = len(groups)
+        super().__init__(len(groups), seed, rank, world, alternate_flips)
         self.members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        self.seed = seed
-        self.rank = rank
-        self.world = world
-        self.epoch = 0
-        self.alternate_flips = alternate_flips
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // self.world
 
     def draws(self) -> np.ndarray:
         """Every process's draws of this epoch, in order (image indices, repeats allowed)."""
@@ -105,14 +98,6 @@ class BalancedSampler(Sampler[int]):
             picks.append(np.concatenate(rounds)[:share])
         order = np.concatenate(picks)
         return np.random.default_rng([seed, self.epoch, _SHUFFLE_STREAM]).permutation(order)
-
-    def __iter__(self) -> Iterator[int]:
-        order = self.draws()[self.rank :: self.world][: len(self)]
-        if self.alternate_flips:
-            # EpochShuffleSampler's halves: an image drawn twice is mirrored alike both times.
-            first = np.random.default_rng([self.seed % 2**63, 2**32]).random(self.n) < 0.5
-            order = order + self.n * (first[order] ^ bool(self.epoch % 2))
-        return iter(order.tolist())
 
 
 class ImageDataModule(L.LightningDataModule):
