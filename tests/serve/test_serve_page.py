@@ -134,7 +134,9 @@ def test_evidence_unsure_and_a_readable_heat_map_with_its_scale(page, test_image
     picture.save(tmp_path / "stripped.png")
     noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "noise.png")
-    cards = _upload(session, [tmp_path / n for n in ("declared.png", "stripped.png", "noise.png")])
+    picture.resize((256, 256)).save(tmp_path / "large.png")  # a size the run never saw
+    names = ("declared.png", "stripped.png", "noise.png", "large.png")
+    cards = _upload(session, [tmp_path / n for n in names])
 
     declared = _card(cards, "declared.png")
     assert declared.find_element(By.CSS_SELECTOR, ".verdict").text == "Likely AI-generated"
@@ -150,6 +152,9 @@ def test_evidence_unsure_and_a_readable_heat_map_with_its_scale(page, test_image
         note = section.find_element(By.CSS_SELECTOR, ".absence")
         assert note.is_displayed() and "no metadata proves nothing" in note.text
 
+    large = _card(cards, "large.png")
+    assert large.find_element(By.CSS_SELECTOR, ".verdict").text == "Not sure"
+    assert "size is far from" in large.find_element(By.CSS_SELECTOR, ".why").text
     noise_card = _card(cards, "noise.png")
     assert noise_card.find_element(By.CSS_SELECTOR, ".verdict").text == "Not sure"
     assert (

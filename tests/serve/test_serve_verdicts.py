@@ -41,6 +41,10 @@ def mixed_folder(tmp_path_factory, test_images) -> Path:
         noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         (folder / f"noise{k}.png").write_bytes(_png(Image.fromarray(noise)))
     (folder / "flat.png").write_bytes(_png(Image.new("RGB", (32, 32), (40, 215, 128))))
+    # Sizes the tiny run never saw: a 256 px square and a 5:1 banner.
+    for name, (w, h) in {"large.png": (256, 256), "banner.png": (200, 40)}.items():
+        pixels = rng.integers(90, 160, (h, w, 3), dtype=np.uint8)
+        (folder / name).write_bytes(_png(Image.fromarray(pixels)))
     # The same pixels twice: once declaring Stable Diffusion parameters, once without.
     picture = Image.open(test_images["REAL"][3]).convert("RGB")
     info = PngInfo()
@@ -71,8 +75,8 @@ def test_the_service_gives_predicts_verdicts_for_the_same_files(
     client, frozen_run, mixed_folder, tmp_path
 ):
     """`realfake predict` and POST /predict on the same bytes: the same label, verdict, reason,
-    pixel verdict and evidence; UNSURE for pictures unlike the training images and FAKE by
-    declaration where the metadata says so, in both."""
+    pixel verdict and evidence; UNSURE for pictures unlike the training images (by their
+    features, by their size) and FAKE by declaration where the metadata says so, in both."""
     from realfake.cli import main
 
     out = tmp_path / "p.csv"
@@ -91,6 +95,8 @@ def test_the_service_gives_predicts_verdicts_for_the_same_files(
     unlike = [r for r in results.values() if r["reason"].startswith("unlike the images")]
     assert {"noise0.png", "noise1.png", "noise2.png"} <= {r["file"] for r in unlike}
     assert all(r["verdict"] == r["pixel_verdict"] == "UNSURE" for r in unlike)
+    for name in ("large.png", "banner.png"):
+        assert "is far from their size" in results[name]["reason"], results[name]
     for name in ("declared.png", "firefly.jpg"):
         assert results[name]["verdict"] == "FAKE"
         assert results[name]["provenance"] == "declared-generated"
@@ -217,6 +223,7 @@ def test_the_model_card_comes_from_the_runs_records(recorded_run):
     assert card["decision_rule"] == meta["rule"]
     assert f"{scorer.rule.threshold:.3f}" in card["rule_in_words"]
     assert "UNSURE" in card["unsure"]["feature_distance"]  # the frozen run has a reference
+    assert "short side 32 px" in card["unsure"]["size"]  # and its training images' sizes
     limits = " ".join(card["limits"])
     assert "32×32-pixel images of train.tar, faces-256.tar" in limits and "near chance" in limits
     assert "unlike its training images" in limits

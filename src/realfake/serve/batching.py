@@ -6,8 +6,9 @@ forward pass on the model's thread and resolves each request's future with its r
 probabilities and, where the run has a feature-distance reference, the distances read from the
 same pass). While a forward pass runs, new requests queue up and form the next batch at once:
 under load batches grow by themselves, and an idle service adds at most ``max_wait`` to a
-request's latency. Images travel as a list of 3×H×W tensors, so a model that scores native
-tiles gets each image at its own size.
+request's latency. Each request's items (the service's prepared uploads: an image with its
+original size) travel as a list, so a model that scores native tiles gets each image at its own
+size.
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-
-import torch
+from typing import Generic, TypeVar
 
 from realfake.inference.scorer import Scored
+
+T = TypeVar("T")  # one image as the batch function takes it
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Job:
-    images: list[torch.Tensor]  # 3×H×W uint8 each
+class _Job(Generic[T]):
+    images: list[T]
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
 
@@ -47,12 +49,12 @@ class BatchTiming:
 BatchObserver = Callable[[int, float], None]  # (images in the batch, forward seconds)
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[T]):
     """Gathers images of concurrent requests into forward passes of ``run_batch``."""
 
     def __init__(
         self,
-        run_batch: Callable[[list[torch.Tensor]], Scored],
+        run_batch: Callable[[list[T]], Scored],
         executor: Executor,
         max_batch: int = 64,
         max_wait: float = 0.002,
@@ -63,7 +65,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._observe = observe
-        self._jobs: deque[_Job] = deque()
+        self._jobs: deque[_Job[T]] = deque()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
@@ -83,8 +85,8 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the service is shutting down"))
 
-    async def submit(self, images: list[torch.Tensor]) -> tuple[Scored, BatchTiming]:
-        """The scores (k rows) of ``images`` (3×H×W uint8 each), and how they were batched."""
+    async def submit(self, images: list[T]) -> tuple[Scored, BatchTiming]:
+        """The scores (k rows) of ``images``, and how they were batched."""
         if self._task is None or self._arrived is None:
             raise RuntimeError("the batcher is not running")
         job = _Job(list(images), asyncio.get_running_loop().create_future())
@@ -120,7 +122,7 @@ class MicroBatcher:
                     job.future.set_result((_rows(scored, row, row + k), timing))
                 row += k
 
-    async def _gather(self) -> list[_Job]:
+    async def _gather(self) -> list[_Job[T]]:
         """The next batch: jobs in arrival order, up to max_batch images or max_wait seconds."""
         assert self._arrived is not None
         batch = [self._jobs.popleft()]
@@ -149,4 +151,5 @@ class MicroBatcher:
 def _rows(scored: Scored, start: int, stop: int) -> Scored:
     """Rows ``start:stop`` of a batch's scores: one request's share."""
     distances = None if scored.distances is None else scored.distances[start:stop]
-    return Scored(scored.probs[start:stop], distances)
+    sizes = None if scored.sizes is None else scored.sizes[start:stop]
+    return Scored(scored.probs[start:stop], distances, sizes)

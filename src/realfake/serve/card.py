@@ -65,7 +65,11 @@ def model_card(scorer: Scorer, rule: DecisionRuleRecord) -> ModelCard:
         evaluation=evaluation,
         decision_rule=rule,
         rule_in_words=_rule_in_words(scorer),
-        unsure=CardUnsure(band=_band_in_words(scorer), feature_distance=_ood_in_words(scorer)),
+        unsure=CardUnsure(
+            band=_band_in_words(scorer),
+            feature_distance=_ood_in_words(scorer),
+            size=_size_in_words(scorer),
+        ),
         limits=_limits(scorer, data, evaluation),
         intended_use=list(INTENDED_USE),
         not_for=list(NOT_FOR),
@@ -131,6 +135,16 @@ def _input_in_words(scorer: Scorer) -> str:
             f"probabilities {combined}"
         )
     return f"the whole image brought to {s}×{s} pixels ({squash})"
+
+
+def _size_in_words(scorer: Scorer) -> str:
+    sizes = scorer.size_range
+    if sizes is None:
+        return "not checked: no training image sizes were recorded with this model's rule"
+    return (
+        f"an image whose size is far from the training images' ({sizes.describe()}) is UNSURE: "
+        "brought to the model's input it is not what the model learnt from"
+    )
 
 
 def _name(source: Any) -> str | None:
@@ -233,6 +247,11 @@ def _limits(scorer: Scorer, data: CardData | None, evaluation: CardEvaluation | 
         "own sizes, it can be near chance: its accuracy on its own test images says little "
         "about images unlike them.",
     ]
+    if scorer.size_range is not None:
+        out.append(
+            "UNSURE marks images far from the training images' size "
+            f"({scorer.size_range.describe()}): for those its probabilities say nothing."
+        )
     if scorer.ood is not None:
         out.append(
             "UNSURE marks images unlike its training images (their features lie farther from "

@@ -106,10 +106,11 @@ def check_png_data(data: bytes, width: int, height: int) -> None:
         raise ImageRefused(415, "not_an_image", describe_failure(failure))
 
 
-def decode_upload(data: bytes, size: int, resize: str) -> torch.Tensor:
-    """3×size×size uint8 of an upload, by the data layer's decoder; 415 with its reason."""
+def decode_upload(data: bytes, size: int, resize: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """3×size×size uint8 of an upload and its original (width, height), by the data layer's
+    decoder (the pixels and sizes predict reads); 415 with its reason."""
     try:
-        array, _ = decode_image(data, size, resize)
+        array, original = decode_image(data, size, resize)
     except MemoryError:
         raise
     # Decoders raise many types (OSError, SyntaxError, ValueError, NotImplementedError for a
@@ -117,7 +118,7 @@ def decode_upload(data: bytes, size: int, resize: str) -> torch.Tensor:
     # turns each into an error row.
     except Exception as exc:
         raise ImageRefused(415, "not_an_image", describe_failure(exc)) from None
-    return torch.from_numpy(array.copy())
+    return torch.from_numpy(array.copy()), original
 
 
 def decode_native_upload(data: bytes, native: Callable[[bytes], torch.Tensor]) -> torch.Tensor:

@@ -189,6 +189,7 @@ class CardEvaluation(BaseModel):
 class CardUnsure(BaseModel):
     band: str = Field(description="UNSURE near the threshold, in words")
     feature_distance: str = Field(description="UNSURE for images unlike the training images")
+    size: str = Field(description="UNSURE for images far from the training images' size")
 
 
 class ModelCard(BaseModel):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from realfake.errors import RealfakeError
@@ -35,6 +36,7 @@ class Prepared:
     """One decoded upload: the network's input and, for a FAKE/REAL detector, its provenance."""
 
     image: torch.Tensor  # 3×S×S uint8; 3×H×W at its own size for a model scoring native tiles
+    size: tuple[int, int]  # (width, height) of the file, as predict records it
     provenance: Provenance | None  # None: the classes are not FAKE/REAL, nothing to combine
 
 
@@ -82,7 +84,7 @@ class Service:
         self.load_error: str | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.decoder: Decoder | None = None
-        self.batcher: MicroBatcher | None = None
+        self.batcher: MicroBatcher[Prepared] | None = None
         self._loading: asyncio.Future | None = None
 
     # --- life ---------------------------------------------------------------------------------
@@ -164,33 +166,36 @@ class Service:
         ImageRefused if it is not an image."""
         assert self.decoder is not None and self.scorer is not None
         spec = self.scorer.spec
-        to_image: Callable[[bytes], torch.Tensor]
+        to_image: Callable[[bytes], tuple[torch.Tensor, tuple[int, int]]]
         if spec.tiles:  # scored by tiles at its own size, never squashed to image_size
-            to_image = functools.partial(decode_native_upload, native=self.scorer.predictor.native)
+            to_image = functools.partial(_native, native=self.scorer.predictor.native)
         else:
             to_image = functools.partial(decode_upload, size=spec.image_size, resize=spec.resize)
         provenance = self.reads_provenance
 
         def decode(data: bytes) -> Prepared:
-            image = to_image(data)
-            return Prepared(image, read_provenance(data, name) if provenance else None)
+            image, size = to_image(data)
+            return Prepared(image, size, read_provenance(data, name) if provenance else None)
 
         return await self.decoder.prepare(data, decode)
 
-    def _forward(self, images: list[torch.Tensor]) -> Scored:
-        """Probabilities and feature distances of one batch, from the same forward passes."""
+    def _forward(self, batch: list[Prepared]) -> Scored:
+        """Probabilities and feature distances of one batch, from the same forward passes, and
+        the files' sizes (an image far from the training sizes is UNSURE, as in predict)."""
         scorer = self.scorer
         assert scorer is not None
-        if scorer.spec.tiles:
-            return scorer.score(images)  # each image at its own size, by the spec's tiles
-        return scorer.score(torch.stack(images))
+        images = [p.image for p in batch]
+        sizes = np.array([p.size for p in batch], dtype=np.int64).reshape(-1, 2)
+        if scorer.spec.tiles:  # each image at its own size, by the spec's tiles
+            return scorer.score(images, sizes=sizes)
+        return scorer.score(torch.stack(images), sizes=sizes)
 
     async def classify(self, prepared: list[Prepared]) -> tuple[list[Judged], BatchTiming]:
         """The answers on prepared uploads, their forward pass shared with concurrent requests."""
         assert self.batcher is not None and self.scorer is not None
-        scored, timing = await self.batcher.submit([p.image for p in prepared])
+        scored, timing = await self.batcher.submit(prepared)
         self.metrics.images.inc(len(prepared))
-        decisions = self.scorer.decisions(scored.probs, scored.distances)
+        decisions = self.scorer.decisions(scored.probs, scored.distances, scored.sizes)
         return [_judge(d, p.provenance) for d, p in zip(decisions, prepared, strict=True)], timing
 
     @property
@@ -216,19 +221,20 @@ class Service:
     def can_explain(self) -> bool:
         return self.explain_unavailable is None
 
-    async def explain(self, image: torch.Tensor, target: str | None) -> Explanation:
-        """The Grad-CAM overlay (PNG) of one prepared image for ``target`` (default: its label)."""
+    async def explain(self, prepared: Prepared, target: str | None) -> Explanation:
+        """The Grad-CAM overlay (PNG) of one prepared upload for ``target`` (default: its label)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._explain, image, target)
+        return await loop.run_in_executor(self._executor, self._explain, prepared, target)
 
-    def _explain(self, image: torch.Tensor, target: str | None) -> Explanation:
+    def _explain(self, prepared: Prepared, target: str | None) -> Explanation:
         from realfake.explain.gradcam import gradcam
         from realfake.explain.overlay import overlay
 
         scorer = self.scorer
         assert scorer is not None
-        scored = scorer.score(image[None])
-        decision = scorer.decisions(scored.probs, scored.distances)[0]
+        image = prepared.image
+        scored = scorer.score(image[None], sizes=np.array([prepared.size]))
+        decision = scorer.decisions(scored.probs, scored.distances, scored.sizes)[0]
         chosen = target or decision.label
         k = scorer.classes.index(chosen)
         network = torch_model(scorer)
@@ -241,6 +247,14 @@ class Service:
         buffer = io.BytesIO()
         overlay(image, cam, size).save(buffer, format="PNG")
         return Explanation(buffer.getvalue(), decision, chosen)
+
+
+def _native(
+    data: bytes, native: Callable[[bytes], torch.Tensor]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An upload at its own size, upright, and that size (width, height), as predict reads it."""
+    image = decode_native_upload(data, native)
+    return image, (int(image.shape[-1]), int(image.shape[-2]))
 
 
 def _judge(decision: Decision, provenance: Provenance | None) -> Judged:

@@ -31,7 +31,7 @@ async def explain(
         raise HTTPException(422, f"target {target!r} is not one of {scorer.classes}")
     ((name, data),) = await read_uploads(request, service, "file", 1)
     image = await prepare_one(service, name, data, "/explain")
-    done = await service.explain(image.image, target)
+    done = await service.explain(image, target)
     d = done.decision
     headers = {
         "X-Prediction": d.label,

@@ -164,6 +164,7 @@ async function loadCard() {
     ["exactly", card.decision_rule.text],
     ["Not sure, near the line", card.unsure.band],
     ["Not sure, unfamiliar picture", card.unsure.feature_distance],
+    ["Not sure, unusual size", card.unsure.size],
   ]));
   parts.push(el("h3", null, "Limits"), bullets(card.limits));
   parts.push(el("h3", null, "Meant for"), bullets(card.intended_use));
@@ -245,6 +246,11 @@ function plainWhy(result, rule) {
       break;
   }
   if (v === "UNSURE") {
+    if ((result.reason || "").includes("is far from their size")) {
+      return "This picture's size is far from the pictures the model learnt from: brought to " +
+        "the size it takes, it is not what the model learnt from, so its scores say little " +
+        "about it: the bars below are not to be trusted here.";
+    }
     if ((result.reason || "").startsWith("unlike the images")) {
       return "This picture is unlike the pictures the model learnt from, so its scores say " +
         "little about it: the bars below are not to be trusted here.";
