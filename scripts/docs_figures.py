@@ -156,7 +156,7 @@ def serve_figure(run: Path, out: Path, work: Path) -> Path | None:
     test = embedded_data_path() / "test"
     images = [sorted((test / cls).glob("*.jpg"))[1] for cls in ("FAKE", "REAL")]
     options = serve_common.chromium_options(
-        webdriver, browser, work / "chromium-profile", "1000,760", "--hide-scrollbars"
+        webdriver, browser, work / "chromium-profile", "1000,1400", "--hide-scrollbars"
     )
     path = out / "serve_page.png"
     with serve_common.running(serve_common.realfake_serve(run), work / "serve.log") as server:
