@@ -187,6 +187,25 @@ def test_datamodule_zooms_then_adjusts_exposure_before_blur(
     assert torch.equal(out, y)
 
 
+def test_datamodule_applies_safes_augmentations_in_order(
+    batch: torch.Tensor, data_cache: Path
+) -> None:
+    """Rotation and colour jitter after flip and crop, patch masking last, one generator;
+    switched off they draw nothing (the plain flip-crop batch above)."""
+    from realfake.data.augment import random_colour_jitter, random_patch_mask, random_rotate90
+
+    options = {"rotate90_prob": 0.75, "jitter_prob": 0.5, "mask_prob": 0.5, "jpeg_prob": 0.5}
+    out = _module(data_cache, **options).augment(batch, _gen(7))
+    g = _gen(7)
+    y = random_flip_crop(batch, 4, 0.5, g)
+    y = random_rotate90(y, 0.75, g)
+    y = random_colour_jitter(y, 0.5, 0.5, 0.5, 0.5, g)
+    y = random_jpeg(y, 0.5, 30, 100, g)
+    y = random_patch_mask(y, 0.5, (0.0, 0.75), 2, g)  # 16 px at 256 px is 2 px at 32 px
+    assert torch.equal(out, y)
+    assert int(_changed(out, random_flip_crop(batch, 4, 0.5, _gen(7))).sum()) >= 12
+
+
 def test_training_batches_draw_from_their_own_seed_only(
     batch: torch.Tensor, data_cache: Path
 ) -> None:

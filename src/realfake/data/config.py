@@ -50,6 +50,16 @@ class AugmentConfig:
     brightness_max_change: float = 0.3  # factor ~ U[1 - c, 1 + c], KINDS["brightness"]
     contrast_prob: float = 0.0
     contrast_max_change: float = 0.3  # factor ~ U[1 - c, 1 + c], KINDS["contrast"]
+    # Against shortcuts (SAFE, Li et al., KDD 2025; off by default, so earlier runs keep their
+    # random stream): right-angle rotations (0.75: the four angles equally likely; exact pixel
+    # permutations that keep an up-sampler's traces, unlike SAFE's arbitrary angles), colour
+    # jitter (SAFE: 0.5 each), and masking 0-75% of the patches (SAFE: p 0.5, 16-px patches
+    # at 256 px, scaled with the image size here).
+    rotate90_prob: float = 0.0
+    jitter_prob: float = 0.0
+    jitter_change: float = 0.5  # brightness, contrast and saturation factors ~ U[1 - c, 1 + c]
+    mask_prob: float = 0.0
+    mask_fraction_max: float = 0.75
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +78,10 @@ class AugmentConfig:
             "zoom_prob",
             "brightness_prob",
             "contrast_prob",
+            "rotate90_prob",
+            "jitter_prob",
+            "mask_prob",
+            "mask_fraction_max",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -88,7 +102,7 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise _bad(f"augment.{name}", value, "a fraction in (0, 1]")
-        for name in ("brightness_max_change", "contrast_max_change"):
+        for name in ("brightness_max_change", "contrast_max_change", "jitter_change"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise _bad(f"augment.{name}", value, "a fraction in (0, 1)")

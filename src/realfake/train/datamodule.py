@@ -18,11 +18,14 @@ from realfake.data.augment import (
     normalize,
     random_blur,
     random_brightness,
+    random_colour_jitter,
     random_contrast,
     random_flip_crop,
     random_jpeg,
     random_noise,
+    random_patch_mask,
     random_resize,
+    random_rotate90,
     random_zoom,
 )
 from realfake.data.batches import (
@@ -252,6 +255,13 @@ class ImageDataModule(L.LightningDataModule):
         # Alternating flips are the training loader's (it mirrors images as it reads them).
         flip_p = 0.5 if aug.flip and not self._alternate_flips else 0.0
         x = random_flip_crop(x, padding, flip_p, generator)
+        # SAFE's augmentations against shortcuts, off by default (no draws when off): rotation
+        # and colour before the degradations, masking last (it hides pixels, it is no camera).
+        if aug.rotate90_prob > 0:
+            x = random_rotate90(x, aug.rotate90_prob, generator)
+        if aug.jitter_prob > 0:
+            c = aug.jitter_change
+            x = random_colour_jitter(x, aug.jitter_prob, c, c, c, generator)
         # The degradations come after flip and crop and draw nothing when switched off, so runs
         # without them keep their random stream. Their order is a camera-to-upload pipeline:
         # framing (zoom), resizing, exposure (brightness, contrast), blur, sensor noise, then JPEG
@@ -271,6 +281,9 @@ class ImageDataModule(L.LightningDataModule):
             x = random_noise(x, aug.noise_prob, aug.noise_sigma_max, generator)
         if aug.jpeg_prob > 0:
             x = random_jpeg(x, aug.jpeg_prob, aug.jpeg_quality_min, aug.jpeg_quality_max, generator)
+        if aug.mask_prob > 0:
+            patch = max(1, round(16 * x.shape[-1] / 256))  # SAFE's 16 px at 256 px
+            x = random_patch_mask(x, aug.mask_prob, (0.0, aug.mask_fraction_max), patch, generator)
         return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
