@@ -263,3 +263,24 @@ def test_the_legend_on_the_page_is_the_overlays_colour_map():
         want = np.array(colormaps["jet"](float(at) / 100)[:3]) * 255
         got = np.array([int(colour[i : i + 2], 16) for i in (0, 2, 4)])
         assert np.abs(got - want).max() <= 2, (colour, at)
+
+
+def test_a_hand_edited_record_leaves_its_section_out_and_the_model_served(frozen_run, tmp_path):
+    run = Path(shutil.copytree(frozen_run, tmp_path / "tiny"))
+    (run / "config.yaml").write_text("data: [not, a, mapping\n")  # not YAML at all
+    record = json.loads((run / "metrics.json").read_text())
+    record["metrics"]["per_source"] = {"cifake-mini": {"n": "many"}}
+    (run / "metrics.json").write_text(json.dumps(record))
+    with TestClient(create_app(str(run), SETTINGS)) as c:
+        wait_ready(c)
+        card = c.get("/model-card").json()
+        assert (
+            c.post(
+                "/predict", files=[("files", ("a.png", _png(Image.new("RGB", (32, 32)))))]
+            ).status_code
+            == 200
+        )
+    assert card["training_data"] is None and card["evaluation"] is None
+    assert "config.yaml could not be read (ValueError)" in card["missing"]
+    assert any(m.startswith("metrics.json has an unexpected shape") for m in card["missing"])
+    assert card["decision_rule"]["rule"] == "threshold"  # the rest of the card stands

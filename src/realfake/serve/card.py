@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 from realfake.inference import Scorer
 from realfake.inference.summary import _band_in_words, _ood_in_words, _rule_in_words
@@ -27,6 +28,8 @@ from realfake.serve.schemas import (
     ModelCard,
     SourceFigures,
 )
+
+T = TypeVar("T")
 
 EMBEDDED = "cifake-mini (the CIFAKE mini set shipped with realfake)"
 INTENDED_USE = [
@@ -56,8 +59,8 @@ def model_card(scorer: Scorer, rule: DecisionRuleRecord) -> ModelCard:
         metrics = _read(run.evaluation, missing, json.loads)
         if not run.evaluation.is_file():
             missing.append("metrics.json: the run was not evaluated (realfake evaluate RUN)")
-    data = _training_data(config, manifest)
-    evaluation = _evaluation(metrics, scorer, missing)
+    data = _guarded("config.yaml or manifest.json", missing, _training_data, config, manifest)
+    evaluation = _guarded("metrics.json", missing, _evaluation, metrics, scorer, missing)
     return ModelCard(
         model=_model(scorer),
         run=None if run is None else run.name,
@@ -77,7 +80,17 @@ def model_card(scorer: Scorer, rule: DecisionRuleRecord) -> ModelCard:
     )
 
 
-def _read(path: Path, missing: list[str], parse: Any) -> dict[str, Any] | None:
+def _guarded(what: str, missing: list[str], build: Callable[..., T], *args: Any) -> T | None:
+    """``build(*args)``, or None with why in ``missing`` when a record has an unexpected shape
+    (a hand-edited file must not keep the model from being served)."""
+    try:
+        return build(*args)
+    except (TypeError, ValueError, AttributeError) as exc:  # pydantic's ValidationError too
+        missing.append(f"{what} has an unexpected shape ({type(exc).__name__}); left out")
+        return None
+
+
+def _read(path: Path, missing: list[str], parse: Callable[[str], Any]) -> dict[str, Any] | None:
     """The object in ``path``, or None with why in ``missing`` (absent files are not noted)."""
     if not path.is_file():
         return None
