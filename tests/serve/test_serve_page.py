@@ -36,6 +36,10 @@ def _module(name: str):
 @pytest.fixture(scope="module")
 def page(frozen_run, tmp_path_factory):
     """(browser session, server URL, the run's rule) with the page of the frozen run loaded."""
+    yield from _page_of(frozen_run, tmp_path_factory.mktemp("page"))
+
+
+def _page_of(model: Path, tmp: Path):
     serve_common = _module("serve_common")
     found = serve_common.chromium()
     if found is None:
@@ -44,11 +48,10 @@ def page(frozen_run, tmp_path_factory):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    tmp = tmp_path_factory.mktemp("page")
     browser, driver_path = found
     options = serve_common.chromium_options(webdriver, browser, tmp / "profile", "1100,900")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with serve_common.running(serve_common.realfake_serve(frozen_run), tmp / "server.log") as srv:
+    with serve_common.running(serve_common.realfake_serve(model), tmp / "server.log") as srv:
         import httpx
 
         rule = httpx.get(srv.url + "/metadata", timeout=10).json()["rule"]
@@ -220,3 +223,26 @@ def test_an_example_the_model_card_and_the_clear_button(page, frozen_run):
     session.find_element(By.ID, "clear").click()
     assert session.find_elements(By.CSS_SELECTOR, ".result") == []
     assert session.find_element(By.ID, "files").get_property("value") == ""
+
+
+def test_an_onnx_service_says_why_there_is_no_heat_map(tiny_onnx, test_images, tmp_path):
+    """An exported graph has no gradients: the card says so in words, instead of nothing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pages = _page_of(tiny_onnx, tmp_path)
+    session, _, _ = next(pages)
+    try:
+        (card,) = _upload(session, test_images["REAL"][:1])
+        assert card.get_attribute("data-state") == "done"
+        assert card.find_elements(By.CSS_SELECTOR, "img.cam") == []
+        note = card.find_element(By.CSS_SELECTOR, ".gradcam .no-cam").text
+        assert note.startswith("No heat-map for this model:") and "torch backend" in note
+        assert "ONNX graph" in note
+        section = session.find_element(By.ID, "card")
+        WebDriverWait(session, 30).until(lambda b: "Not on this card" in section.text)
+        assert "no run directory" in section.text
+    except BaseException:
+        pages.close()  # the browser and the server stop
+        raise
+    next(pages, None)  # the browser's log is checked, then both stop
