@@ -122,7 +122,8 @@ def frozen(tiny_run, evaluated, tmp_path_factory):
     from realfake.runs.rundir import write_run_spec
 
     run = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("frozen") / "tiny"))
-    first = evaluate(run, freeze="youden", min_per_class=1, n_resamples=0, figures=False)
+    quick = {"n_resamples": 0, "figures": False, "report": False, "track": False}
+    first = evaluate(run, freeze="youden", min_per_class=1, **quick)
     assert first.freeze is not None and first.freeze.frozen is not None
     images = eval_images(first.scorer.predictor, None, "test")
     probs = first.scorer.probabilities(images.split.images)
@@ -132,7 +133,7 @@ def frozen(tiny_run, evaluated, tmp_path_factory):
     moved = replace(chosen, value=median, unsure_margin=None, target_error=None)
     spec = ModelSpec.from_dict(json.loads((run / "model.json").read_text()))
     write_run_spec(RunDir(run), spec.with_threshold(moved))
-    return run, evaluate(run, n_resamples=0, figures=False)
+    return run, evaluate(run, **quick)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,7 @@ def test_onnx_runtime_gives_the_predictors_probabilities_and_labels(
     ]
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_metadata_holds_the_runs_spec_threshold_and_checkpoint(predictor, scorer, exported):
     onnx = OnnxPredictor.load(exported)
     # The checkpoint's spec, with the threshold the run froze for these weights.
@@ -82,6 +83,7 @@ def test_metadata_holds_the_runs_spec_threshold_and_checkpoint(predictor, scorer
     assert onnx.metadata["realfake.version"]
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_the_batch_axis_is_dynamic_and_labels_match(predictor, scorer, exported, test_split):
     images = test_split[0][:7]
     onnx = OnnxPredictor.load(exported)
@@ -97,6 +99,7 @@ def test_the_batch_axis_is_dynamic_and_labels_match(predictor, scorer, exported,
     assert (onnx_scorer.decide(by_one) == scorer.decide(expected)).all()
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_tta_is_fixed_at_export(predictor, exported, test_split):
     onnx = OnnxPredictor.load(exported)
     assert onnx.resolve_tta(None) is True and onnx.resolve_tta(True) is True
@@ -106,6 +109,7 @@ def test_tta_is_fixed_at_export(predictor, exported, test_split):
         Scorer.build(onnx, tta=False)
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_export_refuses_a_graph_that_disagrees_with_torch(predictor, exported):
     from realfake.export.onnx import ProbabilityGraph, _check_parity
 
@@ -141,6 +145,7 @@ def test_a_foreign_or_broken_onnx_file_is_one_sentence(tmp_path):
         OnnxPredictor.load(tmp_path / "missing.onnx")
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_load_predictor_picks_the_backend_from_the_file(tiny_run, exported):
     assert type(load_predictor(exported)) is OnnxPredictor
     assert type(load_predictor(tiny_run)) is Predictor
@@ -154,6 +159,7 @@ def test_load_predictor_picks_the_backend_from_the_file(tiny_run, exported):
         load_predictor(tiny_run, backend="tensorrt")
 
 
+@pytest.mark.slow  # the session's ONNX export of the frozen run
 def test_threads_reach_onnx_runtime_and_keep_the_answers(exported, test_split):
     images, _ = test_split
     default = load_predictor(exported)
