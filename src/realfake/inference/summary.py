@@ -135,16 +135,17 @@ def _header(table: pd.DataFrame, scorer: Scorer, source: str | Path) -> str:
             f'<p class="meta">checkpoint {_e(checkpoint)} ({_e(scorer.backend)}) &middot; '
             f"{_e(date)} &middot; {files} image file{'' if files == 1 else 's'}</p>",
             '<dl class="setup">',
-            f"<dt>Decision rule</dt><dd>{_e(_rule_in_words(scorer))}<br>"
+            f"<dt>Decision rule</dt><dd>{_e(rule_in_words(scorer))}<br>"
             f"<code>{_e(scorer.describe_rule())}</code></dd>",
-            f"<dt>UNSURE near the threshold</dt><dd>{_e(_band_in_words(scorer))}</dd>",
-            f"<dt>UNSURE for unfamiliar images</dt><dd>{_e(_ood_in_words(scorer))}</dd>",
+            f"<dt>UNSURE near the threshold</dt><dd>{_e(band_in_words(scorer))}</dd>",
+            f"<dt>UNSURE for unfamiliar images</dt><dd>{_e(ood_in_words(scorer))}</dd>",
             "</dl>",
         ]
     )
 
 
-def _rule_in_words(scorer: Scorer) -> str:
+def rule_in_words(scorer: Scorer) -> str:
+    """The decision rule in plain words (the summary page and the service's model card)."""
     rule, classes = scorer.rule, scorer.classes
     if rule.threshold is None or rule.positive is None:
         return "Each image gets the class the model gives the highest probability."
@@ -156,7 +157,8 @@ def _rule_in_words(scorer: Scorer) -> str:
     )
 
 
-def _band_in_words(scorer: Scorer) -> str:
+def band_in_words(scorer: Scorer) -> str:
+    """The UNSURE band in plain words, or why there is none."""
     frozen = scorer.rule.frozen
     if frozen is None:
         return "off: the band comes with a frozen threshold, and this rule has none"
@@ -171,7 +173,8 @@ def _band_in_words(scorer: Scorer) -> str:
     )
 
 
-def _ood_in_words(scorer: Scorer) -> str:
+def ood_in_words(scorer: Scorer) -> str:
+    """The unfamiliar-image check in plain words, or why there is none."""
     ood = scorer.ood
     if ood is None:
         return f"not checked: {scorer.ood_why or 'no reference for these weights'}"

@@ -17,7 +17,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from realfake.inference import Scorer
-from realfake.inference.summary import _band_in_words, _ood_in_words, _rule_in_words
+from realfake.inference.summary import band_in_words, ood_in_words, rule_in_words
 from realfake.serve.model import checkpoint_label, public_text, torch_model
 from realfake.serve.schemas import (
     CardData,
@@ -67,10 +67,10 @@ def model_card(scorer: Scorer, rule: DecisionRuleRecord) -> ModelCard:
         training_data=data,
         evaluation=evaluation,
         decision_rule=rule,
-        rule_in_words=_rule_in_words(scorer),
+        rule_in_words=rule_in_words(scorer),
         unsure=CardUnsure(
-            band=_band_in_words(scorer),
-            feature_distance=_ood_in_words(scorer),
+            band=band_in_words(scorer),
+            feature_distance=ood_in_words(scorer),
             size=_size_in_words(scorer),
         ),
         limits=_limits(scorer, data, evaluation),
