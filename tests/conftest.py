@@ -22,6 +22,15 @@ TINY = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the session's trained run (``tiny_training``) is in the slow tier:
+    training it, evaluating and exporting it cost more than the rest of the fast tier together,
+    and `make test-fast` is the one-minute loop of unit tests."""
+    for item in items:
+        if "tiny_training" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
     """Point realfake's decode cache at a temporary folder shared by the whole session."""

@@ -80,7 +80,11 @@ CHECKPOINT_CASES = [
 
 @pytest.mark.parametrize(
     "kind,command,rest,fragment",
-    CHECKPOINT_CASES,
+    [
+        # A truncated checkpoint is cut from the session's trained run: the slow tier's.
+        pytest.param(*c, marks=pytest.mark.slow) if c[0] == "truncated" else c
+        for c in CHECKPOINT_CASES
+    ],
     ids=[f"{c[0]}-{c[1][0]}" for c in CHECKPOINT_CASES],
 )
 def test_unreadable_checkpoint_is_one_sentence(
