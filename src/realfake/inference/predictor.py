@@ -174,13 +174,13 @@ class BasePredictor(ABC):
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: expected at least 1 image per batch")
         flip = self.resolve_tta(tta)
-        if self.spec.tiles and resize and not self._already_prepared(images):
+        if self.spec.tiles and resize and not self.is_prepared(images):
             return self._tile_probabilities(images, flip, batch_size)
         if resize or not isinstance(images, torch.Tensor):
             images = self.prepare_batch(images)
         return self._batched(images, flip, batch_size, progress)
 
-    def _already_prepared(self, images: Sequence[ImageInput] | torch.Tensor) -> bool:
+    def is_prepared(self, images: Sequence[ImageInput] | torch.Tensor) -> bool:
         """A uint8 N×3×S×S batch at the network's size: each image is its own single tile."""
         size = (self.image_size, self.image_size)
         return isinstance(images, torch.Tensor) and tuple(images.shape[-2:]) == size

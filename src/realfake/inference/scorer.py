@@ -197,7 +197,7 @@ class Scorer:
         if self.ood is None:
             return Scored(self.probabilities(images, progress=progress), None, sizes)
         model = self.torch_predictor().model
-        if self.spec.tiles and not self.predictor._already_prepared(images):
+        if self.spec.tiles and not self.predictor.is_prepared(images):
             # Tiles: one feature vector per image, the mean over its tiles (and views).
             probs, features = [], []
             for image in images:
