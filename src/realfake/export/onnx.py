@@ -42,7 +42,7 @@ from realfake.inference.rule import frozen_for
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 # The exported graph must reproduce the Predictor: measured differences are ~1e-7 (float32
-# rounding in a different operator order); 1e-4 is the parity promised in issue 15.
+# rounding in a different operator order); 1e-4 is the parity promised for the ONNX export.
 PARITY_TOLERANCE = 1e-4
 
 log = logging.getLogger(__name__)
