@@ -76,3 +76,24 @@ def test_a_bad_variable_names_it(monkeypatch):
     monkeypatch.setenv("REALFAKE_SERVE_PORT", "http")
     with pytest.raises(ConfigError, match=r"port='http' \(an argument or \$REALFAKE_SERVE_PORT\)"):
         ServeSettings()
+
+
+def test_the_command_takes_what_it_is_given_then_the_environment(monkeypatch):
+    """`realfake serve` passes only the options given: REALFAKE_SERVE_* fill the others."""
+    from realfake.cli import build_parser
+    from realfake.cli.serve import settings_from
+
+    monkeypatch.setenv("REALFAKE_SERVE_MAX_FILES", "3")
+    monkeypatch.setenv("REALFAKE_SERVE_PORT", "8123")
+    parser = build_parser()
+    plain = settings_from(parser.parse_args(["serve", "RUN"]))
+    assert (plain.max_files, plain.port, plain.max_batch) == (3, 8123, 64)
+    given = settings_from(
+        parser.parse_args(
+            ["serve", "RUN", "--max-files", "5", "--port", "8000", "--max-body-mb", "2",
+             "--cors-origin", "http://a.example", "--cors-origin", "http://b.example"]
+        )
+    )  # fmt: skip
+    assert (given.max_files, given.port) == (5, 8000)  # a flag wins, even at the default value
+    assert given.max_body_bytes == 2 * MB
+    assert given.cors_origins == ("http://a.example", "http://b.example")

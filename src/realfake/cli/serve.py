@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from realfake.cli._common import add_model_argument, device, positive_int
 
@@ -29,51 +28,74 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "10 s) and exits 0, with one worker or several; workers never outlive the command.",
     )
     add_model_argument(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--host", action=_Given, default="127.0.0.1", help="address (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", action=_Given, type=_port, default=8000, help="port (default 8000)"
+    )
     parser.add_argument(
         "--workers",
+        action=_Given,
         type=positive_int,
         default=1,
         help="processes, each with its own model, under one supervisor (default 1)",
     )
     parser.add_argument(
         "--backend",
+        action=_Given,
         choices=("auto", "torch", "onnx"),
         default="auto",
         help="auto (default): ONNX Runtime for .onnx files, torch otherwise",
     )
-    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument(
-        "--max-body-mb", type=float, default=10.0, help="request body limit in MB (default 10)"
+        "--device", action=_Given, type=device, default="cpu", help="cpu, cuda, cuda:1 ..."
     )
     parser.add_argument(
-        "--max-files", type=positive_int, default=16, help="images per request (default 16)"
+        "--max-body-mb",
+        action=_Given,
+        type=float,
+        default=10.0,
+        help="request body limit in MB (default 10)",
+    )
+    parser.add_argument(
+        "--max-files",
+        action=_Given,
+        type=positive_int,
+        default=16,
+        help="images per request (default 16)",
     )
     parser.add_argument(
         "--max-pixels",
+        action=_Given,
         type=positive_int,
         default=40_000_000,
         help="pixels an image may declare, checked before decoding (default 40000000)",
     )
     parser.add_argument(
         "--batch-wait-ms",
+        action=_Given,
         type=float,
         default=2.0,
         help="how long a request waits for others to share its forward pass (default 2)",
     )
     parser.add_argument(
-        "--max-batch", type=positive_int, default=64, help="images per forward pass (default 64)"
+        "--max-batch",
+        action=_Given,
+        type=positive_int,
+        default=64,
+        help="images per forward pass (default 64)",
     )
     parser.add_argument(
         "--threads",
+        action=_Given,
         type=positive_int,
         default=None,
         help="model threads per worker (default: the CPU count divided by --workers, at least 1)",
     )
     parser.add_argument(
         "--cors-origin",
-        action="append",
+        action=_GivenAppend,
         default=[],
         metavar="ORIGIN",
         help="allow browser pages of ORIGIN to call the API (repeatable; default: CORS off)",
@@ -81,27 +103,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_serve)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from realfake.serve.server import serve
+class _Given(argparse.Action):
+    """Store the value and note that the option was given: options left out come from the
+    REALFAKE_SERVE_* variables, then ServeSettings' defaults (what the help shows)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+class _GivenAppend(_Given):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        previous = getattr(namespace, self.dest, None)
+        fresh = "given" not in vars(namespace) or self.dest not in namespace.given
+        super().__call__(parser, namespace, [*([] if fresh else previous or []), values])
+
+
+def settings_from(args: argparse.Namespace):
+    """ServeSettings from the options given on the command line; the others from the
+    environment (REALFAKE_SERVE_*, REALFAKE_API_KEY), then the defaults."""
     from realfake.serve.settings import MB, ServeSettings
 
-    settings = ServeSettings(
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        backend=args.backend,
-        device=args.device,
-        max_body_bytes=int(args.max_body_mb * MB),
-        max_files=args.max_files,
-        max_pixels=args.max_pixels,
-        batch_wait_ms=args.batch_wait_ms,
-        max_batch=args.max_batch,
-        # From the environment, not a flag: a key on the command line is visible in `ps`.
-        api_key=os.environ.get("REALFAKE_API_KEY") or None,
-        cors_origins=tuple(args.cors_origin),
-        threads=args.threads,
-    )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: reachable from other machines")
+    convert = {
+        "max_body_mb": ("max_body_bytes", lambda mb: int(mb * MB)),
+        "cors_origin": ("cors_origins", tuple),
+    }
+    given = {}
+    for dest in sorted(getattr(args, "given", ())):
+        field, to_setting = convert.get(dest, (dest, lambda v: v))
+        given[field] = to_setting(getattr(args, dest))
+    return ServeSettings(**given)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from realfake.serve.server import serve
+
+    settings = settings_from(args)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {settings.host}: reachable from other machines")
     serve(args.model, settings)
     return 0
