@@ -174,3 +174,20 @@ def test_folder(tmp_path_factory) -> Path:
     (root / "REAL" / "empty.jpg").write_bytes(b"")
     (root / "REAL" / "notes.txt").write_text("not an image")  # left out by its extension
     return root
+
+
+@pytest.fixture(scope="session")
+def tiled():
+    """An untrained fastnet whose spec scores up to 4 native tiles of 32 px (no run needed)."""
+    import torch
+
+    from realfake.inference import Predictor
+    from realfake.runs import ModelSpec
+
+    spec = ModelSpec(
+        model="fastnet", classes=("FAKE", "REAL"), image_size=32, resize="stretch",
+        mean=(0.5, 0.45, 0.4), std=(0.25, 0.24, 0.26), flip_tta=True, positive_class="FAKE",
+        tiles=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Predictor(spec.build_model().eval(), spec)

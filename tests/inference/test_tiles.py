@@ -11,18 +11,6 @@ from PIL import Image
 
 from realfake.inference import Predictor, Scorer
 from realfake.inference.table import prediction_table
-from realfake.runs import ModelSpec
-
-
-@pytest.fixture(scope="module")
-def tiled() -> Predictor:
-    spec = ModelSpec(
-        model="fastnet", classes=("FAKE", "REAL"), image_size=32, resize="stretch",
-        mean=(0.5, 0.45, 0.4), std=(0.25, 0.24, 0.26), flip_tta=True, positive_class="FAKE",
-        tiles=4,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return Predictor(spec.build_model().eval(), spec)
 
 
 def test_tiles_follow_the_grid_rule_by_hand(tiled):

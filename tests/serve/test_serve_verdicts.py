@@ -18,7 +18,6 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from realfake.inference import Predictor, Scorer
-from realfake.runs import ModelSpec
 from realfake.serve import create_app
 
 VERDICT_FIELDS = ("label", "verdict", "reason", "pixel_verdict")
@@ -112,18 +111,6 @@ def test_the_legacy_answer_keeps_its_two_keys(client, mixed_folder):
     path = mixed_folder / "declared.png"
     answer = client.post("/predict/", files={"data": (path.name, path.read_bytes(), "image/png")})
     assert answer.status_code == 200 and set(answer.json()) == {"prediction", "probs"}
-
-
-@pytest.fixture(scope="module")
-def tiled() -> Predictor:
-    """An untrained fastnet whose spec scores up to 4 native tiles of 32 px (as test_tiles)."""
-    spec = ModelSpec(
-        model="fastnet", classes=("FAKE", "REAL"), image_size=32, resize="stretch",
-        mean=(0.5, 0.45, 0.4), std=(0.25, 0.24, 0.26), flip_tta=True, positive_class="FAKE",
-        tiles=4,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return Predictor(spec.build_model().eval(), spec)
 
 
 @pytest.fixture(scope="module")

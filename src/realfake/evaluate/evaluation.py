@@ -84,9 +84,10 @@ def evaluate(
             f"freeze criterion {freeze!r} is unknown; expected one of {THRESHOLD_CRITERIA}"
         )
     # Freezing replaces any earlier threshold, so the scorer starts from the arg-max then.
-    scorer = as_scorer(model) if freeze is None or isinstance(model, Scorer) else None
-    if scorer is None:
-        scorer = Scorer.open(model, threshold="argmax")  # type: ignore[arg-type]
+    if isinstance(model, Scorer) or freeze is None:
+        scorer = as_scorer(model)
+    else:
+        scorer = Scorer.open(model, threshold="argmax")
     run = scorer.run
     if out is not None:  # checked before any inference: a bad --out fails at once
         check_writable_dir(out, "--out")
