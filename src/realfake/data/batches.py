@@ -1,5 +1,8 @@
 """Batches as slices of an in-memory uint8 tensor: no per-image Python collate.
 
+A native split (data.native) is read by other datasets with the same samplers: training draws
+one random crop of the network's size per image, validation and test get whole native images.
+
 The DataLoader stays an ordinary one (dataset + sampler + batch_size); the samplers shard the
 split between DDP processes themselves (Lightning's DistributedSampler would repeat images to
 even out the shards, which skews validation and test figures). The dataset's ``__getitems__``
@@ -59,10 +62,113 @@ class TensorImageDataset(Dataset):
         return images, labels
 
 
+# The random stream of native crops, apart from the samplers' [seed, epoch] and [seed, 2**32].
+_CROP_STREAM = 2**32 + 3
+
+
+class NativeCropDataset(Dataset):
+    """One random size×size crop of a native image per draw, with its label.
+
+    Items are keyed by :class:`EpochDraws`: (epoch, index, repeat). The crop's corner comes from
+    a generator seeded by (seed, epoch, image, repeat), so a run reproduces bit for bit and a
+    resumed one crops as an uninterrupted one, whatever the loader's workers did; ``repeat``
+    (the how-manieth draw of that image in the epoch, 0 unless a balanced sampler repeats it)
+    gives a repeated image another crop. Index ``i + n`` is image ``i``'s crop mirrored
+    left-right, as :class:`TensorImageDataset`.
+    """
+
+    def __init__(self, split: ImageSplit, size: int, seed: int) -> None:
+        self.images = split.images
+        self.labels = split.labels
+        self.size = size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def corner(self, epoch: int, image: int, repeat: int = 0) -> tuple[int, int]:
+        """(y, x) of the crop of ``image`` in ``epoch`` (its ``repeat``-th draw there)."""
+        h, w = self.images[image].shape[-2:]
+        key = [self.seed % 2**63, epoch, image, repeat, _CROP_STREAM]
+        y, x = np.random.default_rng(key).integers(0, [h - self.size + 1, w - self.size + 1])
+        return int(y), int(x)
+
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        n, s = len(self.labels), self.size
+        out = torch.empty((len(keys), 3, s, s), dtype=torch.uint8)
+        rows = []
+        for k, (epoch, index, repeat) in enumerate(keys):
+            if not 0 <= index < 2 * n:
+                raise IndexError(f"image index {index} out of range 0..{2 * n - 1} (mirrored: +n)")
+            image = index % n
+            y, x = self.corner(epoch, image, repeat)
+            crop = self.images[image][:, y : y + s, x : x + s]
+            out[k] = crop.flip(-1) if index >= n else crop
+            rows.append(image)
+        return out, self.labels[torch.as_tensor(rows, dtype=torch.int64)]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.__getitems__([key])
+        return images[0], labels[0]
+
+
+class EpochDraws(Sampler[tuple[int, int, int]]):
+    """A sampler's draws keyed for :class:`NativeCropDataset`: (epoch, index, repeat).
+
+    The epoch travels with every index, so a dataset in a worker process (which never sees
+    ``set_epoch``) still knows it. The wrapped sampler's order, sharding and flips are kept.
+    """
+
+    def __init__(self, sampler: EpochShuffleSampler) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        epoch, n = self.sampler.epoch, self.sampler.n
+        seen: dict[int, int] = {}
+        for index in self.sampler:
+            image = index % n
+            repeat = seen.get(image, 0)
+            seen[image] = repeat + 1
+            yield epoch, index, repeat
+
+
+class NativeImageDataset(Dataset):
+    """Whole native images with their labels, for validation and test: a batch is one uint8
+    B×3×H×W tensor when its images share one size, else a list of 3×H×W tensors."""
+
+    def __init__(self, split: ImageSplit) -> None:
+        self.images = split.images
+        self.labels = split.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor | list[torch.Tensor], Any]:
+        images = [self.images[i] for i in indices]
+        labels = self.labels[torch.as_tensor(indices, dtype=torch.int64)]
+        if len({tuple(image.shape) for image in images}) <= 1:
+            return torch.stack(images) if images else torch.empty(0, 3, 0, 0), labels
+        return images, labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
 def collate_batch(batch: Any) -> Any:
-    """Pass through batches made by ``__getitems__``; fall back to the default otherwise."""
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
-        return batch
+    """Pass through batches made by ``__getitems__`` (images: a tensor, or a list of native
+    images of several sizes); fall back to the default otherwise."""
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], torch.Tensor):
+        images = batch[0]
+        if isinstance(images, torch.Tensor) or (
+            isinstance(images, list) and all(isinstance(i, torch.Tensor) for i in images)
+        ):
+            return batch
     return default_collate(batch)
 
 
@@ -131,16 +237,41 @@ def make_loader(
     rank: int = 0,
     world: int = 1,
     alternate_flips: bool = False,
+    native_crop: int = 0,
 ) -> DataLoader:
     """A DataLoader over this process's share of one split; shuffled per (seed, epoch) when
     ``shuffle_seed`` is given, else in order; ``alternate_flips`` (shuffled loaders only)
-    mirrors half the images as :class:`EpochShuffleSampler` says."""
-    dataset = TensorImageDataset(split)
+    mirrors half the images as :class:`EpochShuffleSampler` says; ``native_crop`` as
+    :func:`sampled_loader`."""
     sampler: Sampler[int] = (
-        EpochShuffleSampler(len(dataset), shuffle_seed, rank, world, alternate_flips)
+        EpochShuffleSampler(len(split), shuffle_seed, rank, world, alternate_flips)
         if shuffle_seed is not None
-        else ShardSampler(len(dataset), rank, world)
+        else ShardSampler(len(split), rank, world)
     )
+    return sampled_loader(split, sampler, batch_size, num_workers, native_crop)
+
+
+def sampled_loader(
+    split: ImageSplit,
+    sampler: Sampler[int],
+    batch_size: int,
+    num_workers: int = 0,
+    native_crop: int = 0,
+) -> DataLoader:
+    """A DataLoader of ``split`` in ``sampler``'s order, a batch per ``__getitems__`` call.
+
+    ``native_crop`` > 0 reads a split of native images (data.native): a sampler of epochs
+    (training) draws one random crop of that side per image, any other (validation, test)
+    gives whole native images.
+    """
+    dataset: Dataset
+    if native_crop and isinstance(sampler, EpochShuffleSampler):
+        dataset = NativeCropDataset(split, native_crop, sampler.seed)
+        sampler = EpochDraws(sampler)  # type: ignore[assignment]
+    elif native_crop:
+        dataset = NativeImageDataset(split)
+    else:
+        dataset = TensorImageDataset(split)
     return DataLoader(
         dataset,
         batch_size=batch_size,

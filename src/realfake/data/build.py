@@ -24,15 +24,18 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from realfake.data import decode as decode_module
 from realfake.data.cache import CACHE_VERSION, EntryWriter
-from realfake.data.decode import DecodedChunk
+from realfake.data.decode import DecodedChunk, NativeChunk
 from realfake.data.layout import Layout
 from realfake.data.sources import Entry, Source
+from realfake.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +65,21 @@ def build_entry(
     *,
     workers: int | None = None,
     chunk: int | None = None,
+    native: NativeCap | None = None,
 ) -> Path:
-    """Decode every image of ``layout`` into a new cache entry; returns its folder."""
+    """Decode every image of ``layout`` into a new cache entry; returns its folder.
+
+    With ``native`` the images keep their own size (``realfake.data.decode.fit_native``).
+    """
     started = time.perf_counter()
     writer = EntryWriter(cache_dir, key)
     try:
-        meta = _fill(source, layout, image_size, resize, writer, workers, chunk or CHUNK)
+        if native is None:
+            meta = _fill(source, layout, image_size, resize, writer, workers, chunk or CHUNK)
+        else:
+            meta = _fill_native(
+                source, layout, image_size, resize, native, writer, workers, chunk or CHUNK
+            )
         meta.update(version=CACHE_VERSION, fingerprint=key, seconds=time.perf_counter() - started)
         path = writer.commit(meta)
     except BaseException:
@@ -76,6 +88,23 @@ def build_entry(
     total = sum(s["count"] for s in meta["splits"].values())
     log.info("cached %d images from %s in %.1f s (%s)", total, source.path, meta["seconds"], path)
     return path
+
+
+@dataclass(frozen=True)
+class NativeCap:
+    """Native decoding's limits: the largest side kept, and the most bytes of pixels a source
+    may take (``data.native_max_side``, ``data.native_max_gb``)."""
+
+    max_side: int
+    max_bytes: int
+
+    def refuse(self, where: object, found: str) -> DataError:
+        """The one sentence that refuses a source over the byte cap."""
+        return DataError(
+            f"the native pixels of {where} exceed data.native_max_gb = "
+            f"{self.max_bytes / 1e9:g} GB ({found}); expected a data set within the cap: raise "
+            "data.native_max_gb, lower data.native_max_side, or set data.native=false"
+        )
 
 
 def _fill(
@@ -109,7 +138,7 @@ def _fill(
     reasons: dict[tuple[str, int], str] = {}
     # closing(): an error in this loop closes the stream at once, which kills its pool, on
     # any Python (without it, only CPython's reference counting would close it right away).
-    stream = _decode_stream(source, entries, size, resize, workers, chunk)
+    stream = _decode_stream(source, entries, size, resize, workers, chunk, None)
     with contextlib.closing(stream):
         for batch, result in stream:
             where = [targets[entry.name] for entry in batch]
@@ -164,6 +193,148 @@ def _fill(
     }
 
 
+def _fill_native(
+    source: Source,
+    layout: Layout,
+    size: int,
+    resize: str,
+    cap: NativeCap,
+    writer: EntryWriter,
+    workers: int | None,
+    chunk: int,
+) -> dict:
+    """``_fill`` at native size: images land back to back in a scratch file per split as they
+    arrive (archive order), then are written in row order, N×3×H×W when they share one size."""
+    targets: dict[str, tuple[str, int]] = {}
+    entries: list[Entry] = []
+    rows: dict[str, dict[str, np.ndarray]] = {}
+    for split, items in layout.splits.items():
+        n = len(items)
+        rows[split] = {
+            "offsets": np.zeros(n, np.int64),
+            "shapes": np.zeros((n, 2), np.int64),
+            "sizes": np.zeros((n, 2), np.int32),
+            "md5": np.zeros((n, 16), np.uint8),
+            "ok": np.ones(n, bool),
+            "resized": np.zeros(n, bool),
+        }
+        for row, (entry, _) in enumerate(items):
+            targets[entry.name] = (split, row)
+            entries.append(entry)
+    total = len(entries)
+    # Every image keeps at least size×size pixels: a source too large even so is refused
+    # before anything is decoded.
+    if total * 3 * size * size > cap.max_bytes:
+        least = total * 3 * size * size / 1e9
+        raise cap.refuse(source.path, f"{total} images of {size}×{size} px or more: {least:.3g} GB")
+    log.info(
+        "decoding %d images from %s at their own size (first use; later loads read the cache)",
+        total,
+        source.path,
+    )
+    reasons: dict[tuple[str, int], str] = {}
+    written = dict.fromkeys(layout.splits, 0)
+    done = 0
+    with contextlib.ExitStack() as stack:
+        files = {
+            split: stack.enter_context(writer.scratch(split).open("wb")) for split in layout.splits
+        }
+        stream = _decode_stream(source, entries, size, resize, workers, chunk, cap.max_side)
+        stack.enter_context(contextlib.closing(stream))
+        for batch, result in stream:
+            failed = dict(result.failures)
+            for i, entry in enumerate(batch):
+                split, row = targets[entry.name]
+                out = rows[split]
+                out["md5"][row] = result.md5[i]
+                done += 1
+                if i in failed:
+                    out["ok"][row] = False
+                    reasons[(split, row)] = failed[i]
+                    continue
+                h, w = result.shapes[i].tolist()
+                start = int(result.offsets[i])
+                files[split].write(result.pixels[start : start + 3 * h * w].tobytes())
+                out["offsets"][row], out["shapes"][row] = written[split], (h, w)
+                out["sizes"][row], out["resized"][row] = result.sizes[i], result.resized[i]
+                written[split] += 3 * h * w
+            if sum(written.values()) > cap.max_bytes:
+                found = f"{sum(written.values()) / 1e9:.3g} GB after {done} of {total} images"
+                raise cap.refuse(source.path, found)
+
+    meta_splits, skipped, resized = {}, [], []
+    content = hashlib.sha256()
+    for split, items in layout.splits.items():
+        out = rows[split]
+        keep = out["ok"]
+        skipped += [[items[row][0].name, reasons[(split, row)]] for row in np.flatnonzero(~keep)]
+        kept = [items[row] for row in np.flatnonzero(keep)]
+        shapes = out["shapes"][keep]
+        ragged = _write_native(writer, split, out["offsets"][keep], shapes, size)
+        labels = np.array([label for _, label in kept], np.int64)
+        writer.save(split, "labels", labels)
+        writer.save(split, "sizes", out["sizes"][keep])
+        writer.save(split, "md5", out["md5"][keep])
+        names = [entry.name for entry, _ in kept]
+        meta_splits[split] = {"count": len(kept), "names": names, "ragged": ragged}
+        for row in np.flatnonzero(out["resized"] & keep):
+            w, h = out["sizes"][row].tolist()
+            resized.append([items[row][0].name, w, h])  # named with its original size
+        content.update(split.encode())
+        for name, label, digest in zip(names, labels.tolist(), out["md5"][keep], strict=True):
+            content.update(f"{name}\0{label}\0".encode() + digest.tobytes())
+    listing = source.listing()
+    return {
+        "source": str(source.path),
+        "kind": source.kind,
+        "layout": layout.kind,
+        "image_size": size,
+        "resize": resize,
+        "native_max_side": cap.max_side,
+        "native_bytes": sum(written.values()),
+        "resized": resized,
+        "classes": layout.classes,
+        "splits": meta_splits,
+        "ignored": len(listing.ignored),
+        "ignored_files": list(listing.ignored),
+        "skipped": skipped,
+        "content_hash": content.hexdigest()[:20],
+    }
+
+
+def _write_native(
+    writer: EntryWriter, split: str, offsets: np.ndarray, shapes: np.ndarray, size: int
+) -> bool:
+    """Write a split's scratch pixels in row order; returns whether the split is ragged.
+
+    One image size: an N×3×H×W images file, as a resized split has; mixed sizes: the pixels
+    back to back with their offsets and shapes (realfake.data.ragged).
+    """
+    scratch = writer.scratch(split)
+    lengths = 3 * shapes.prod(axis=1)
+    arrived = np.memmap(scratch, np.uint8, "r") if lengths.sum() else np.zeros(0, np.uint8)
+    ragged = len(shapes) > 0 and bool((shapes != shapes[0]).any())
+    if ragged:
+        out = writer.array(f"{split}.pixels", (int(lengths.sum()),))
+        start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        writer.save(split, "offsets", start)
+        writer.save(split, "shapes", shapes)
+        flat = out
+    else:
+        h, w = shapes[0].tolist() if len(shapes) else (size, size)
+        out = writer.images(split, len(shapes), h, w)
+        flat = out.reshape(-1)
+        start = np.arange(len(shapes), dtype=np.int64) * 3 * h * w
+    # One image at a time: memory stays at one image however large the split.
+    for src, dst, n in zip(offsets.tolist(), start.tolist(), lengths.tolist(), strict=True):
+        flat[dst : dst + n] = arrived[src : src + n]
+    if isinstance(out, np.memmap):
+        out.flush()
+    del out, flat, arrived
+    scratch.unlink()
+    return ragged
+
+
 def _blobs(source: Source, entries: list[Entry]) -> Iterator[tuple[Entry, bytes | str]]:
     """Bytes of each entry, or a string saying why they could not be read."""
     for entry, data in source.read(entries):
@@ -195,18 +366,25 @@ def _decode_stream(
     resize: str,
     workers: int | None,
     chunk: int,
-) -> Iterator[tuple[list[Entry], DecodedChunk]]:
-    """Decoded chunks, from a process pool when there is enough work to pay for one."""
+    native_max_side: int | None,
+) -> Iterator[tuple[list[Entry], DecodedChunk | NativeChunk]]:
+    """Decoded chunks (DecodedChunk, or NativeChunk with ``native_max_side``), from a process
+    pool when there is enough work to pay for one."""
+    if native_max_side is None:
+        decode: Any = decode_module.decode_chunk
+        args: tuple = (size, resize)
+    else:
+        decode, args = decode_module.decode_native_chunk, (size, resize, native_max_side)
     workers = available_cpus() if workers is None else workers
     workers = min(workers, -(-len(entries) // chunk))
     if workers <= 1:
         for batch, blobs in _chunks(source, entries, chunk):
-            yield batch, decode_module.decode_chunk(blobs, size, resize)
+            yield batch, decode(blobs, *args)
         return
     # fork starts workers instantly and shares the imported modules; elsewhere (macOS, Windows)
     # the platform default is the safe choice.
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    pending: deque[tuple[list[Entry], Future[DecodedChunk]]] = deque()
+    pending: deque[tuple[list[Entry], Future[Any]]] = deque()
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
@@ -216,7 +394,7 @@ def _decode_stream(
     finished = False
     try:
         for batch, blobs in _chunks(source, entries, chunk):
-            pending.append((batch, pool.submit(decode_module.decode_chunk, blobs, size, resize)))
+            pending.append((batch, pool.submit(decode, blobs, *args)))
             # Bounded read-ahead: memory stays at a few chunks however large the source.
             while len(pending) > 2 * workers:
                 done_batch, future = pending.popleft()

@@ -3,7 +3,10 @@
 An entry ``<cache_dir>/<fingerprint>/`` holds, per split, ``<split>.images.npy`` (uint8
 N×3×H×W, memory-mapped on load), ``<split>.labels.npy``, ``<split>.sizes.npy`` (original
 width, height) and ``<split>.md5.npy`` (digest of the file bytes, for duplicate checks), plus
-``meta.json`` (classes, names, skipped and ignored files) and ``skipped.csv``. It is built in a
+``meta.json`` (classes, names, skipped and ignored files) and ``skipped.csv``. A native split
+(``data.native``) of mixed image sizes has ``<split>.pixels.npy`` (every image back to back),
+``<split>.offsets.npy`` and ``<split>.shapes.npy`` (h, w) in place of images (its meta says
+``"ragged": true``); a native split of one size keeps the N×3×H×W images. It is built in a
 temporary folder and renamed into place, so a crash never leaves a half entry that a later run
 trusts.
 
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 # Bump when the decoding or the on-disk format changes, so old entries are never reused.
 CACHE_VERSION = 1
 ARRAYS = ("images", "labels", "sizes", "md5")
+# A native split of mixed sizes holds these instead of images (realfake.data.ragged).
+RAGGED_ARRAYS = ("pixels", "offsets", "shapes")
 TMP_PREFIX = ".tmp-"
 # <key>-<pid>.<start>@<host>-<mkdtemp's random part: letters, digits, underscores>
 _TMP_NAME = re.compile(
@@ -60,9 +65,20 @@ def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
 
 
-def fingerprint(kind: str, stamp: str, image_size: int, resize: str, mode: str) -> str:
-    """Short hex key of the source files' identity and the preprocessing applied to them."""
-    material = json.dumps([CACHE_VERSION, kind, stamp, image_size, resize, mode])
+def fingerprint(
+    kind: str,
+    stamp: str,
+    image_size: int,
+    resize: str,
+    mode: str,
+    native_max_side: int | None = None,
+) -> str:
+    """Short hex key of the source files' identity and the preprocessing applied to them;
+    ``native_max_side`` (native decoding) keys an entry apart from the resized ones."""
+    parts: list = [CACHE_VERSION, kind, stamp, image_size, resize, mode]
+    if native_max_side is not None:  # resized entries keep the keys they always had
+        parts += ["native", native_max_side]
+    material = json.dumps(parts)
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
@@ -72,11 +88,17 @@ class CacheEntry:
     meta: dict[str, Any]
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
-        """The split's arrays; images memory-mapped copy-on-write (never written back)."""
+        """The split's arrays; pixels memory-mapped copy-on-write (never written back).
+
+        A native split of mixed sizes has pixels, offsets and shapes instead of images.
+        """
+        info = self.meta["splits"][split]
+        ragged = info.get("ragged", False)
         out = {}
-        for name in ARRAYS:
+        names = [a for a in ARRAYS if a != "images"] + list(RAGGED_ARRAYS) if ragged else ARRAYS
+        for name in names:
             file = self.path / f"{split}.{name}.npy"
-            big = name == "images" and self.meta["splits"][split]["count"] > 0
+            big = name in ("images", "pixels") and info["count"] > 0
             out[name] = np.load(file, mmap_mode="c" if big else None)
         return out
 
@@ -200,13 +222,21 @@ class EntryWriter:
                 "REALFAKE_CACHE or data.cache_dir to a writable folder"
             ) from exc
 
-    def images(self, split: str, n: int, size: int) -> np.ndarray:
-        """A writable N×3×size×size array backed by the entry's file."""
-        file = self.tmp / f"{split}.images.npy"
-        if n == 0:  # an empty file cannot be memory-mapped
-            np.save(file, np.zeros((0, 3, size, size), np.uint8))
-            return np.zeros((0, 3, size, size), np.uint8)
-        return np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+    def images(self, split: str, n: int, size: int, width: int | None = None) -> np.ndarray:
+        """A writable N×3×size×width array (width: size) backed by the entry's file."""
+        return self.array(f"{split}.images", (n, 3, size, size if width is None else width))
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A writable uint8 array of ``shape`` backed by the entry's file ``name``.npy."""
+        file = self.tmp / f"{name}.npy"
+        if 0 in shape:  # an empty file cannot be memory-mapped
+            np.save(file, np.zeros(shape, np.uint8))
+            return np.zeros(shape, np.uint8)
+        return np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=shape)
+
+    def scratch(self, name: str) -> Path:
+        """A file of the temporary folder, gone with it (never part of the entry's format)."""
+        return self.tmp / f"{name}.scratch"
 
     def compact(self, split: str, images: np.ndarray, keep: np.ndarray) -> None:
         """Rewrite the split's images without the rows that failed to decode."""

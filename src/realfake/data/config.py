@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from realfake.errors import ConfigError
@@ -142,6 +143,20 @@ class DataConfig:
     # image_size, never resized, aggregated by ``tile_aggregate`` (mean | max).
     tiles: int = 0
     tile_aggregate: str = "mean"
+    # Native-resolution training (for detectors of pixel-level traces: NPR, SAFE, LaDeDa, which
+    # resizing erases). True: images are cached at their own size, never resampled; training
+    # batches are random image_size crops of them and validation and test score each image by
+    # the tile rule prediction uses (so ``tiles`` >= 1 is required). Two exceptions, both
+    # counted: an image smaller than image_size on a side is brought to image_size by
+    # ``resize`` (the predictor's rule for it), and one larger than ``native_max_side`` on a
+    # side keeps its central native_max_side-bounded region, cropped, not resized: the cache's
+    # cap of 3·512² bytes (768 KiB) an image by default.
+    native: bool = False
+    native_max_side: int = 512
+    # The most a data set's native pixels may take (cache and memory, GB = 1e9 bytes): a source
+    # that would need more is refused before decoding when its image count tells, else when
+    # decoding reaches the cap, rather than filling the disk.
+    native_max_gb: float = 8.0
     val_fraction: float = 0.1  # carved from train per class; ignored when the source has val/
     test_fraction: float = 0.0  # only for sources without a test split; 0 = no test split
     split_seed: int = 0
@@ -189,6 +204,7 @@ class DataConfig:
         if self.image_size < 8:
             # Below 8 px the CIFAR stems' down-sampling leaves nothing to classify.
             raise _bad("image_size", self.image_size, "an integer >= 8")
+        self._check_native()
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -225,6 +241,38 @@ class DataConfig:
                 _check_extra(name, extra, self.val_fraction, self.test_fraction)
         if isinstance(self.augment, AugmentConfig):
             self.augment.validate()
+
+    def _check_native(self) -> None:
+        """Raise ConfigError naming the first native-resolution field with an impossible value."""
+        if not isinstance(self.native, bool):
+            raise _bad("native", self.native, "true or false")
+        if self.native_max_side < 1 or (self.native and self.native_max_side < self.image_size):
+            raise _bad(
+                "native_max_side",
+                self.native_max_side,
+                f"an integer >= image_size ({self.image_size}), the side of a training crop",
+            )
+        gb = self.native_max_gb
+        if not (isinstance(gb, (int, float)) and math.isfinite(gb) and gb > 0):
+            raise _bad("native_max_gb", gb, "a number of gigabytes > 0")
+        if not self.native:
+            return
+        if self.tiles < 1:
+            raise _bad(
+                "tiles",
+                self.tiles,
+                "a tile count >= 1 with data.native=true (validation, test and prediction "
+                "score such a model by its tiles)",
+            )
+        # Padding would put reflected pixels at a crop's border, seams no camera or generator
+        # makes; the random crop of the native image already shifts by whole pixels.
+        if isinstance(self.augment, AugmentConfig) and self.augment.crop_padding != 0:
+            raise _bad(
+                "augment.crop_padding",
+                self.augment.crop_padding,
+                "0 with data.native=true (the random native crop is the shift; padding would "
+                "add reflected pixels)",
+            )
 
 
 def _check_extra(name: str, extra: ExtraSource, val: float, test: float) -> None:

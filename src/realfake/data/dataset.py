@@ -15,7 +15,8 @@ import numpy as np
 from realfake.data.augment import channel_stats
 from realfake.data.config import DataConfig
 from realfake.data.layout import UNLABELLED
-from realfake.data.loader import ImageSplit, LoadedData, dataset_name, load_images
+from realfake.data.loader import Images, ImageSplit, LoadedData, dataset_name, load_images
+from realfake.data.ragged import RaggedImages
 from realfake.data.splits import TEST_STREAM, VAL_STREAM, duplicates_of, split_off
 from realfake.errors import DataError
 
@@ -156,7 +157,7 @@ def load_splits(cfg: DataConfig) -> DataSplits:
             f"bad value for data config field 'positive_class': {cfg.positive_class!r} is not "
             f"a class of {where} ({', '.join(classes)})"
         )
-    mean, std = channel_stats(train.images)
+    mean, std = image_stats(train.images)
     # One data set keeps the fingerprint and content hash it always had.
     fingerprint = "+".join(p.fingerprint for p in parts)
     content_hash = first.content_hash
@@ -175,6 +176,13 @@ def load_splits(cfg: DataConfig) -> DataSplits:
         skipped=[s for p in parts for s in p.skipped],
         dropped_duplicates=dropped,
     )
+
+
+def image_stats(images: Images) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std in [0, 1] units of a split's images (any storage)."""
+    if isinstance(images, RaggedImages):
+        return images.channel_stats()
+    return channel_stats(images)
 
 
 def _union(splits: list[ImageSplit | None]) -> ImageSplit | None:
@@ -226,7 +234,8 @@ def _test_source(cfg: DataConfig, ds: _DataSet, classes: list[str]) -> tuple[Ima
 def _load(
     cfg: DataConfig, ds: _DataSet, source: str | None, classes: list[str] | None
 ) -> LoadedData:
-    """A labelled source of ``ds`` decoded as ``cfg`` says (size, resize, cache, strictness)."""
+    """A labelled source of ``ds`` decoded as ``cfg`` says (size, resize, native, cache,
+    strictness)."""
     return load_images(
         source,
         cfg.image_size,
@@ -237,4 +246,7 @@ def _load(
         labelled=True,
         source_name=ds.name,
         source_level=ds.source_level,
+        native=cfg.native,
+        native_max_side=cfg.native_max_side,
+        native_max_gb=cfg.native_max_gb,
     )

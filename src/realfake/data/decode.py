@@ -1,4 +1,4 @@
-"""Image bytes -> RGB uint8 arrays of one size. Imports no torch: worker processes stay light.
+"""Image bytes -> RGB uint8 arrays (of one size, or native). Imports no torch: workers stay light.
 
 Colour policy: every mode becomes RGB. Grayscale and palette images are expanded; CMYK goes
 through Pillow's conversion; 16-bit images keep their top 8 bits; images with transparency
@@ -60,6 +60,34 @@ def native_image(im: Image.Image) -> np.ndarray:
     return np.asarray(_to_rgb(im)).transpose(2, 0, 1)
 
 
+def to_tile_size(pixels: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """A native 3×H×W uint8 image brought to 3×size×size by ``resize`` (through Pillow).
+
+    The one rule for images too small to tile: prediction applies it when it tiles an image
+    (realfake.data.tiles) and native training when it caches one, so both see the same pixels.
+    """
+    picture = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    return prepare_image(picture, size, resize)
+
+
+def fit_native(
+    pixels: np.ndarray, size: int, resize: str, max_side: int
+) -> tuple[np.ndarray, bool]:
+    """A native 3×H×W image as native training keeps it, and whether it was resized.
+
+    An image smaller than ``size`` on a side is brought to size×size (``to_tile_size``, as
+    prediction does); one larger than ``max_side`` on a side keeps its central region of at
+    most max_side×max_side pixels, cropped, never resized; any other is kept whole.
+    """
+    h, w = pixels.shape[1:]
+    if h < size or w < size:
+        return to_tile_size(pixels, size, resize), True
+    if h > max_side or w > max_side:
+        top, left = (h - min(h, max_side)) // 2, (w - min(w, max_side)) // 2
+        pixels = pixels[:, top : top + min(h, max_side), left : left + min(w, max_side)]
+    return np.ascontiguousarray(pixels), False
+
+
 def prepare_image(im: Image.Image, size: int, resize: str) -> np.ndarray:
     """An opened image as the network sees it: upright, RGB, size×size (3×size×size uint8)."""
     if "exif" in im.info:
@@ -110,6 +138,59 @@ class DecodedChunk:
     sizes: np.ndarray  # int32 n×2 original (width, height); 0 for failures
     md5: np.ndarray  # uint8 n×16 digest of the file bytes
     failures: list[tuple[int, str]]  # (row, reason)
+
+
+@dataclass
+class NativeChunk:
+    """Images of one chunk at their own size, back to back (see realfake.data.ragged)."""
+
+    pixels: np.ndarray  # uint8, image i at offsets[i] as 3×h×w (nothing for failures)
+    offsets: np.ndarray  # int64 n
+    shapes: np.ndarray  # int64 n×2 (h, w) as kept; 0 for failures
+    sizes: np.ndarray  # int32 n×2 original (width, height); 0 for failures
+    md5: np.ndarray  # uint8 n×16 digest of the file bytes
+    resized: np.ndarray  # bool n: smaller than a tile, brought to size×size
+    failures: list[tuple[int, str]]  # (row, reason)
+
+
+def decode_native_chunk(
+    blobs: list[bytes | str], size: int, resize: str, max_side: int
+) -> NativeChunk:
+    """Decode many images at their own size (``fit_native``); a str is a read error."""
+    n = len(blobs)
+    kept: list[np.ndarray] = []
+    out = NativeChunk(
+        pixels=np.zeros(0, np.uint8),
+        offsets=np.zeros(n, np.int64),
+        shapes=np.zeros((n, 2), np.int64),
+        sizes=np.zeros((n, 2), np.int32),
+        md5=np.zeros((n, 16), np.uint8),
+        resized=np.zeros(n, bool),
+        failures=[],
+    )
+    position = 0
+    for i, blob in enumerate(blobs):
+        if isinstance(blob, str):
+            out.failures.append((i, blob))
+            continue
+        out.md5[i] = np.frombuffer(hashlib.md5(blob, usedforsecurity=False).digest(), np.uint8)
+        try:
+            if not blob:
+                raise ValueError("empty file (0 bytes)")
+            with Image.open(io.BytesIO(blob)) as im:
+                original = im.size
+                pixels, out.resized[i] = fit_native(native_image(im), size, resize, max_side)
+        except Exception as exc:  # as decode_chunk: the file's failure, never the load's
+            out.failures.append((i, describe_failure(exc)))
+            continue
+        out.sizes[i] = original
+        out.shapes[i] = pixels.shape[1:]
+        out.offsets[i] = position
+        position += pixels.size
+        kept.append(pixels.reshape(-1))
+    if kept:
+        out.pixels = np.concatenate(kept)
+    return out
 
 
 def decode_chunk(blobs: list[bytes | str], size: int, resize: str) -> DecodedChunk:

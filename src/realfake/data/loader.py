@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realfake.data.build import build_entry
+from realfake.data.build import NativeCap, build_entry
 from realfake.data.cache import (
     CacheEntry,
     fingerprint,
@@ -29,6 +29,7 @@ from realfake.data.layout import (
     resolve_layout,
     source_folder,
 )
+from realfake.data.ragged import RaggedImages
 from realfake.data.sources import TAR_SUFFIXES, ManifestSource, Source, open_source
 from realfake.errors import DataError
 
@@ -37,9 +38,18 @@ class SkippedImagesWarning(UserWarning):
     """Some files of a source could not be decoded and were left out."""
 
 
+class ResizedImagesWarning(UserWarning):
+    """Native decoding brought images smaller than a tile to the tile's size (data.resize)."""
+
+
+# What a split's images are: one uint8 N×3×H×W tensor (resized, or native of one size; it may
+# wrap a memory-mapped array), or native images of mixed sizes.
+Images = torch.Tensor | RaggedImages
+
+
 @dataclass
 class ImageSplit:
-    images: torch.Tensor  # uint8 N×3×H×W (may wrap a memory-mapped array)
+    images: Images  # uint8 N×3×H×W, or RaggedImages (native images of mixed sizes)
     labels: torch.Tensor  # int64 N; -1 for unlabelled images
     names: list[str]  # path relative to the source root, e.g. "test/FAKE/0 (7).jpg"
     md5: np.ndarray | None = None  # uint8 N×16 digest of each file's bytes (duplicate checks)
@@ -54,8 +64,12 @@ class ImageSplit:
     def subset(self, index: np.ndarray | list[int]) -> ImageSplit:
         """The images at ``index`` (copied out of the memory map), in that order."""
         idx = np.asarray(index, dtype=np.int64)
+        if isinstance(self.images, RaggedImages):
+            images: Images = self.images.subset(idx)
+        else:
+            images = torch.from_numpy(self.images.numpy()[idx])
         return ImageSplit(
-            images=torch.from_numpy(self.images.numpy()[idx]),
+            images=images,
             labels=torch.from_numpy(self.labels.numpy()[idx]),
             names=[self.names[i] for i in idx.tolist()],
             md5=None if self.md5 is None else self.md5[idx],
@@ -65,20 +79,32 @@ class ImageSplit:
 
     @staticmethod
     def concat(parts: list[ImageSplit]) -> ImageSplit:
-        """The images of ``parts`` one after the other (copied; all of one image size)."""
+        """The images of ``parts`` one after the other (copied): one tensor when they share one
+        image size, else RaggedImages (native images of several data sets)."""
         if len(parts) == 1:
             return parts[0]
         md5s, sizes, sources = [p.md5 for p in parts], [p.sizes for p in parts], []
         for p in parts:
             sources += p.sources or []
         return ImageSplit(
-            images=torch.cat([p.images for p in parts]),
+            images=concat_images([p.images for p in parts]),
             labels=torch.cat([p.labels for p in parts]),
             names=[name for p in parts for name in p.names],
             md5=np.concatenate(md5s) if all(a is not None for a in md5s) else None,  # type: ignore[arg-type]
             sizes=np.concatenate(sizes) if all(a is not None for a in sizes) else None,  # type: ignore[arg-type]
             sources=sources if all(p.sources is not None for p in parts) else None,
         )
+
+
+def concat_images(parts: list[Images]) -> Images:
+    """Images one after the other: torch.cat when all are tensors of one size, else ragged."""
+    present = [p for p in parts if len(p)]
+    if not present:
+        return parts[0]
+    shapes = {tuple(p.shape[1:]) for p in present if isinstance(p, torch.Tensor)}
+    if len(shapes) == 1 and all(isinstance(p, torch.Tensor) for p in present):
+        return torch.cat(present)  # type: ignore[arg-type]
+    return RaggedImages.concat(present)
 
 
 @dataclass
@@ -107,6 +133,9 @@ def load_images(
     workers: int | None = None,
     source_name: str | None = None,
     source_level: int | None = None,
+    native: bool = False,
+    native_max_side: int = 512,
+    native_max_gb: float = 8.0,
 ) -> LoadedData:
     """Decode ``source`` (None: the embedded CIFAKE mini) once into the cache and load it.
 
@@ -115,6 +144,9 @@ def load_images(
     ``workers`` caps the decoding processes (default: every available core). Each image's
     source is the folder at ``source_level`` of its path when given, else a manifest's
     "source" column when it has one, else ``source_name`` (default: ``dataset_name(source)``).
+    ``native`` keeps every image at its own size (``realfake.data.decode.fit_native``: at most
+    ``native_max_side`` on a side, at least ``image_size``), refusing a source whose pixels
+    would take more than ``native_max_gb``.
     """
     if resize not in RESIZE_POLICIES:
         raise DataError(f"resize={resize!r} is unknown; expected one of {list(RESIZE_POLICIES)}")
@@ -129,7 +161,10 @@ def load_images(
         # The level decides which folder is the class, so it is part of what was cached; the
         # names alone (source_name, a manifest's column) change nothing that was decoded.
         mode = f"auto:source_level={source_level}"
-    key = fingerprint(src.kind, src.stamp(), image_size, resize, mode)
+    cap = NativeCap(native_max_side, int(native_max_gb * 1e9)) if native else None
+    key = fingerprint(
+        src.kind, src.stamp(), image_size, resize, mode, native_max_side if native else None
+    )
     root = resolve_cache_dir(cache_dir)
     # Builds killed before they could clean up (SIGKILL, power loss) left their temporary
     # folders here; those of builders still running are kept.
@@ -137,15 +172,20 @@ def load_images(
     entry = read_entry(root, key)
     if entry is None:
         layout = resolve_layout(src, labelled, source_level if labelled is not False else None)
-        build_entry(src, layout, image_size, resize, root, key, workers=workers)
+        build_entry(src, layout, image_size, resize, root, key, workers=workers, native=cap)
         entry = read_entry(root, key)
         if entry is None:  # pragma: no cover - only if someone deletes it meanwhile
             raise DataError(f"the cache entry {root / key} vanished while loading {path}")
+    if cap is not None and entry.meta["native_bytes"] > cap.max_bytes:
+        # Cached under a larger cap: this run's cap still holds for what it loads.
+        found = f"{entry.meta['native_bytes'] / 1e9:.3g} GB cached in {entry.path}"
+        raise cap.refuse(path, found)
     data = _from_entry(entry)
     if labelled and data.layout == UNLABELLED:
         n = len(data.splits[UNLABELLED])
         raise DataError(f"found {n} images in {path} but no class folders; expected {LAYOUTS}")
     _report_skipped(data, path, strict)
+    _report_resized(entry.meta.get("resized", []), path, image_size, resize)
     if classes is not None:
         _impose(data, list(classes), str(path))
     _name_sources(data, src, source_name or dataset_name(source), source_level)
@@ -195,8 +235,12 @@ def _from_entry(entry: CacheEntry) -> LoadedData:
     splits = {}
     for split, info in meta["splits"].items():
         arrays = entry.arrays(split)
+        if info.get("ragged", False):
+            images: Images = RaggedImages(arrays["pixels"], arrays["offsets"], arrays["shapes"])
+        else:
+            images = torch.from_numpy(arrays["images"])
         splits[split] = ImageSplit(
-            images=torch.from_numpy(arrays["images"]),
+            images=images,
             labels=torch.from_numpy(arrays["labels"]),
             names=list(info["names"]),
             md5=arrays["md5"],
@@ -228,6 +272,20 @@ def _report_skipped(data: LoadedData, path: Path, strict: bool) -> None:
     if strict:
         raise DataError(f"{message}; strict mode expects every image to decode")
     warnings.warn(message, SkippedImagesWarning, stacklevel=3)
+
+
+def _report_resized(resized: list, path: Path, size: int, resize: str) -> None:
+    """One warning for the images native decoding brought to the tile size (none: silent)."""
+    if not resized:
+        return
+    name, w, h = resized[0]
+    warnings.warn(
+        f"{len(resized)} images of {path} are smaller than {size} px on a side and were "
+        f"resized to {size}×{size} by data.resize={resize}, as prediction scores such an image "
+        f"(e.g. {name}, {w}×{h})",
+        ResizedImagesWarning,
+        stacklevel=3,
+    )
 
 
 def _impose(data: LoadedData, wanted: list[str], where: str) -> None:

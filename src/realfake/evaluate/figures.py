@@ -181,7 +181,7 @@ def plot_risk_coverage(
 
 
 def plot_mistakes(
-    images: torch.Tensor,
+    images: torch.Tensor | Sequence[torch.Tensor],
     probs: np.ndarray,
     labels: np.ndarray,
     classes: list[str],
@@ -205,7 +205,7 @@ def plot_mistakes(
     if len(worst) == 0:
         axes[0].text(0, 0.5, "no mistakes", fontsize=12)
     for ax, i in zip(axes, worst.tolist(), strict=False):
-        image = images[i : i + 1].float()
+        image = images[i][None].float()  # a tensor row, or one native image of a ragged split
         scale = max(1, MISTAKE_PIXELS // image.shape[-1])
         big = F.interpolate(image, scale_factor=scale, mode="nearest")[0]
         ax.imshow(big.permute(1, 2, 0).byte().numpy(), interpolation="nearest")

@@ -8,7 +8,6 @@ which wraps a predictor with its TTA, batch size and decision rule.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
@@ -26,7 +25,9 @@ from realfake.data.decode import (
     describe_failure,
     native_image,
     prepare_image,
+    to_tile_size,
 )
+from realfake.data.tiles import aggregate_tiles, image_tiles
 from realfake.errors import CheckpointError, ConfigError, DataError
 from realfake.runs import (
     ModelSpec,
@@ -135,11 +136,9 @@ class BasePredictor(ABC):
             )
         if tuple(image.shape[1:]) == (self.image_size, self.image_size):
             return image.cpu()
-        from PIL import Image
-
         # Through Pillow, as the data layer resizes files: the same pixels as training saw.
-        picture = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
-        return torch.from_numpy(prepare_image(picture, self.image_size, self.spec.resize).copy())
+        pixels = to_tile_size(image.cpu().numpy(), self.image_size, self.spec.resize)
+        return torch.from_numpy(pixels.copy())
 
     def prepare_batch(self, images: Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
         """N×3×S×S uint8 from a batch tensor of any size or a sequence of single images."""
@@ -213,24 +212,10 @@ class BasePredictor(ABC):
         )
 
     def tiles(self, image: torch.Tensor) -> torch.Tensor:
-        """The spec's tiles of one native image (K×3×S×S uint8, K <= spec.tiles).
-
-        Tiles of S×S pixels are spread evenly over the image, covering it when spec.tiles
-        allows, else on the largest grid of that many with the image's proportions. An image
-        smaller than S on a side cannot be tiled: it is brought to S×S by the spec's resize
-        policy, the one place pixels are resampled in this mode.
-        """
-        size, (h, w) = self.image_size, image.shape[-2:]
-        if h < size or w < size:
-            return self._prepare_tensor(image)[None]
-        rows, cols = math.ceil(h / size), math.ceil(w / size)
-        if rows * cols > self.spec.tiles:
-            # The largest grid within the budget that keeps the image's proportions.
-            rows = max(1, min(rows, math.floor(math.sqrt(self.spec.tiles * h / w))))
-            cols = max(1, min(cols, self.spec.tiles // rows))
-        ys = np.linspace(0, h - size, rows).round().astype(int)
-        xs = np.linspace(0, w - size, cols).round().astype(int)
-        return torch.stack([image[:, y : y + size, x : x + size] for y in ys for x in xs])
+        """The spec's tiles of one native image (K×3×S×S uint8, K <= spec.tiles), by the tile
+        rule (realfake.data.tiles): an image smaller than S on a side is brought to S×S by the
+        spec's resize policy, the one place pixels are resampled in this mode."""
+        return image_tiles(image, self.image_size, self.spec.tiles, self.spec.resize)
 
     def _tile_probabilities(
         self, images: Sequence[ImageInput] | torch.Tensor, flip: bool, batch_size: int
@@ -239,11 +224,7 @@ class BasePredictor(ABC):
         out = np.empty((len(images), len(self.spec.classes)), dtype=np.float64)
         for i, image in enumerate(images):
             probs = self._batched(self.tiles(self.native(image)), flip, batch_size, False)
-            positive = self.spec.positive
-            if self.spec.tile_aggregate == "max" and positive is not None:
-                out[i] = probs[int(probs[:, positive].argmax())]  # the most positive tile
-            else:
-                out[i] = probs.mean(0)
+            out[i] = aggregate_tiles(probs, self.spec.tile_aggregate, self.spec.positive)
         return out
 
     def _batched(

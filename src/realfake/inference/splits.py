@@ -11,13 +11,19 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, load_splits
-from realfake.data.loader import ImageSplit, SkippedImagesWarning, load_images
+from realfake.data.loader import (
+    ImageSplit,
+    ResizedImagesWarning,
+    SkippedImagesWarning,
+    load_images,
+)
 from realfake.errors import DataError, RealfakeError
 from realfake.inference.predictor import BasePredictor
 
@@ -72,16 +78,35 @@ def own_split(splits: DataSplits, split: str, where: str) -> EvalImages:
     )
 
 
+def native_options(predictor: BasePredictor) -> dict[str, Any]:
+    """``load_images``' options that read images as the model scores them: at their own size
+    for a model that scores tiles (capped as its run's data config says, else by the defaults),
+    none for one that resizes whole images."""
+    if not predictor.spec.tiles:
+        return {}
+    data = (getattr(predictor, "config", None) or {}).get("data") or {}
+    defaults = DataConfig()
+    side = int(data.get("native_max_side") or defaults.native_max_side)
+    return {
+        "native": True,
+        "native_max_side": max(side, predictor.image_size),  # never below one tile
+        "native_max_gb": float(data.get("native_max_gb") or defaults.native_max_gb),
+    }
+
+
 def labelled_split(source: str | Path, predictor: BasePredictor, split: str | None) -> EvalImages:
-    """Labelled images of any source in the model's class order, at the model's size.
+    """Labelled images of any source in the model's class order, at the model's size (at
+    their own size for a model that scores tiles, as predict reads them).
 
     A split tree gives ``split`` (default: test, or its only split); a plain
     ``<class>/<image>`` folder gives all of it, whatever ``split`` says.
     """
     size, resize = predictor.image_size, predictor.spec.resize
+    native = native_options(predictor)
     with warnings.catch_warnings():  # the second load below reports unreadable files
         warnings.simplefilter("ignore", SkippedImagesWarning)
-        found_classes = load_images(source, size, resize, labelled=True).classes
+        warnings.simplefilter("ignore", ResizedImagesWarning)
+        found_classes = load_images(source, size, resize, labelled=True, **native).classes
     unknown = [c for c in found_classes if c not in predictor.classes]
     if unknown:
         raise DataError(
@@ -90,7 +115,9 @@ def labelled_split(source: str | Path, predictor: BasePredictor, split: str | No
             "name the class folders like the model's classes"
         )
     # Second load: a cache read that relabels into the model's class order.
-    data = load_images(source, size, resize, classes=list(predictor.classes), labelled=True)
+    data = load_images(
+        source, size, resize, classes=list(predictor.classes), labelled=True, **native
+    )
     found = sorted(data.splits)
     if data.layout == "image_folder":
         name, images = "all", data.splits["train"]

@@ -7,8 +7,9 @@ above its reals) and accuracy (the run's own rule), mean ± std over seeds and, 
 bootstrap 95% interval of the ROC-AUC pooled over seeds' images when one seed. A test source is
 the test split that source's own data config carves (faces-256: 300 + 300 images, seed 0; at most
 MAX_TEST_IMAGES, a fixed stratified subset), read
-at the model's input size by its resize policy, or at the source's own size when the model
-scores native tiles, exactly as `realfake predict` would read those files.
+at the model's input size by its resize policy, or at the source's own size (data.native, at
+most the run's data.native_max_side) when the model scores native tiles, exactly as `realfake
+predict` would read those files.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from realfake.data.loader import ImageSplit
 from realfake.errors import DataError
 from realfake.evaluate.markup import Document, Paragraph, Table
 from realfake.inference import Scorer
+from realfake.inference.splits import native_options
 from realfake.train import compose
 
 CROSS_FILE = "cross_source"  # .csv and .md in the study folder
@@ -46,8 +48,19 @@ def test_split(overrides: list[str], scorer: Scorer) -> ImageSplit:
         classes=list(scorer.classes),
         extra_sources={},
     )
-    if not scorer.spec.tiles:  # the whole image at the model's size, as predict reads it
-        data = replace(data, image_size=scorer.image_size, resize=scorer.spec.resize)
+    data = replace(data, image_size=scorer.image_size, resize=scorer.spec.resize)
+    if scorer.spec.tiles:
+        # Each image at its own size (capped as the run's own data was), as predict reads it:
+        # a native model's test images are tiled, never squashed to the source config's size.
+        native = native_options(scorer.predictor)
+        data = replace(
+            data,
+            tiles=scorer.spec.tiles,
+            native=True,
+            native_max_side=native["native_max_side"],
+            native_max_gb=native["native_max_gb"],
+            augment=replace(data.augment, crop_padding=0),  # no training here: no padding
+        )
     test = load_splits(data).test
     if test is None or len(test) == 0:
         raise DataError(

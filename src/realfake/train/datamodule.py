@@ -1,5 +1,9 @@
 """The LightningDataModule: cached uint8 splits in, normalised (and augmented) batches out.
 
+With data.native, training batches are random crops of the native images (augmented and
+normalised alike) and validation and test batches are the whole native images, uint8, which
+the module scores by their tiles.
+
 It lives in train/, the one layer that imports Lightning; realfake.data stays free of it.
 """
 
@@ -12,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from realfake.data.augment import (
     normalize,
@@ -28,12 +32,7 @@ from realfake.data.augment import (
     random_rotate90,
     random_zoom,
 )
-from realfake.data.batches import (
-    EpochShuffleSampler,
-    TensorImageDataset,
-    collate_batch,
-    make_loader,
-)
+from realfake.data.batches import EpochShuffleSampler, make_loader, sampled_loader
 from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, describe_source, load_splits
 from realfake.data.loader import ImageSplit
@@ -194,7 +193,13 @@ class ImageDataModule(L.LightningDataModule):
             rank=rank,
             world=world,
             alternate_flips=train and self._alternate_flips,
+            native_crop=self._native_crop,
         )
+
+    @property
+    def _native_crop(self) -> int:
+        """The side of native training crops (data.native), 0 for resized images."""
+        return self.config.image_size if self.config.native else 0
 
     def _balanced_loader(self, split: ImageSplit, rank: int, world: int) -> DataLoader:
         """The training loader of ``data.balance``: make_loader's, with a BalancedSampler."""
@@ -207,20 +212,8 @@ class ImageDataModule(L.LightningDataModule):
             len(names),
             ", ".join(f"{n} {name}" for name, n in zip(names, sizes, strict=True)),
         )
-        sampler: Sampler[int] = BalancedSampler(
-            groups, self.seed, rank, world, self._alternate_flips
-        )
-        return DataLoader(
-            TensorImageDataset(split),
-            batch_size=cfg.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            drop_last=False,
-            collate_fn=collate_batch,
-            num_workers=cfg.num_workers,
-            persistent_workers=cfg.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        sampler = BalancedSampler(groups, self.seed, rank, world, self._alternate_flips)
+        return sampled_loader(split, sampler, cfg.batch_size, cfg.num_workers, self._native_crop)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, "train", train=True)
@@ -289,7 +282,12 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, labels = batch
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training:
+        training = trainer is not None and trainer.training
+        if self.config.native and not training:
+            # Whole native images, uint8: the module cuts them into tiles and normalises those,
+            # as the predictor does (realfake.data.tiles).
+            return x, labels
+        if training:
             epoch = trainer.current_epoch
             if epoch != self._aug_epoch:
                 self._aug_epoch, self._aug_batch = epoch, 0

@@ -11,6 +11,8 @@ import torchmetrics
 from torch import nn
 
 from realfake.attacks import Attack, make_attack
+from realfake.data.augment import normalize
+from realfake.data.tiles import aggregate_tiles, image_tiles
 from realfake.inference import tta_probabilities
 from realfake.runs import ModelSpec
 from realfake.runs.rundir import SPEC_KEY
@@ -37,6 +39,8 @@ class Classifier(L.LightningModule):
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         self.label_smoothing = float(t.label_smoothing)
         self.flip_tta = bool(t.flip_tta)
+        # data.native: validation and test batches are whole native images, scored by tiles.
+        self.native = bool(config.data.native)
         n = len(spec.classes)
         kwargs: dict[str, Any] = {"task": "binary"} if n == 2 else {"task": "multiclass"}
         if n != 2:
@@ -108,12 +112,28 @@ class Classifier(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
         return loss
 
-    def _eval_step(self, batch, accuracy, mean_loss, images, prefix: str) -> None:
-        x, y = batch
-        # The predictor's own function: what a run reports is what its predictor reproduces.
+    def tile_probabilities(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Class probabilities (N×C) of whole native uint8 images, each scored by the spec's
+        tiles and aggregated by its rule, exactly as the predictor scores an image."""
+        spec = self.spec
+        tiles = [image_tiles(im, spec.image_size, spec.tiles, spec.resize) for im in images]
+        x = normalize(torch.cat(tiles), spec.mean, spec.std)
+        # All tiles of the batch in one pass (the network scores each tile on its own).
         probs = tta_probabilities(self, x, self.flip_tta)
+        per_image = probs.split([len(t) for t in tiles])
+        return torch.stack(
+            [aggregate_tiles(p, spec.tile_aggregate, spec.positive) for p in per_image]
+        )
+
+    def _eval_step(self, batch, accuracy, mean_loss, images, prefix: str) -> torch.Tensor:
+        x, y = batch
+        if self.native:
+            probs = self.tile_probabilities(x)
+        else:
+            # The predictor's own function: what a run reports is what its predictor reproduces.
+            probs = tta_probabilities(self, x, self.flip_tta)
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
-        bs = x.shape[0]
+        bs = len(x)
         accuracy(self._metric_input(probs), y)
         mean_loss(loss, weight=bs)
         images(bs)
@@ -121,12 +141,15 @@ class Classifier(L.LightningModule):
         self.log(f"{prefix}/loss", mean_loss, on_epoch=True, prog_bar=shown, batch_size=bs)
         self.log(f"{prefix}/acc", accuracy, on_epoch=True, prog_bar=shown, batch_size=bs)
         self.log(f"{prefix}/images", images, on_step=False, on_epoch=True, batch_size=bs)
+        return probs.detach()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_acc, self.val_loss, self.val_images, "val")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Per-image probabilities of the batch (what val/acc and val/loss were computed from)."""
+        return self._eval_step(batch, self.val_acc, self.val_loss, self.val_images, "val")
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_acc, self.test_loss, self.test_images, "test")
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Per-image probabilities of the batch (what test/acc and test/loss were computed from)."""
+        return self._eval_step(batch, self.test_acc, self.test_loss, self.test_images, "test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SPEC_KEY] = self.spec.to_dict()

@@ -1,0 +1,78 @@
+"""A model that scores tiles is evaluated on labelled images at their own size (evaluate --data,
+the cross-source study): a split of one size and a ragged one both go through the tile rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realfake.data.ragged import RaggedImages
+from realfake.inference import Predictor, Scorer
+from realfake.inference.splits import labelled_split
+from realfake.runs import ModelSpec
+
+
+@pytest.fixture(scope="module")
+def tiled64() -> Predictor:
+    """An untrained narrow fastnet scoring up to 16 native tiles of 64 px (as faces_native)."""
+    spec = ModelSpec(
+        model="fastnet", classes=("FAKE", "REAL"), image_size=64, resize="stretch",
+        mean=(0.5, 0.45, 0.4), std=(0.25, 0.24, 0.26), flip_tta=True, positive_class="FAKE",
+        tiles=16, model_options={"width": 8},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Predictor(spec.build_model().eval(), spec)
+
+
+def _folder(root: Path, sides: list[int]) -> Path:
+    rng = np.random.default_rng(len(sides))
+    for cls in ("FAKE", "REAL"):
+        (root / cls).mkdir(parents=True)
+        for i, side in enumerate(sides):
+            pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+    return root
+
+
+def _by_tiles(predictor: Predictor, images) -> np.ndarray:
+    """Each image's tiles scored as a prepared batch, then averaged: the tile rule by hand."""
+    return np.stack([predictor.probabilities(predictor.tiles(im)).mean(0) for im in images])
+
+
+@pytest.mark.parametrize("sides", [[256, 256], [96, 256]], ids=["one-size", "ragged"])
+def test_labelled_images_reach_the_scorer_at_their_own_size(tiled64, tmp_path, sides):
+    root = _folder(tmp_path / "d", sides)
+    found = labelled_split(root, tiled64, None)
+    images = found.split.images
+    if len(set(sides)) == 1:  # one size: one N×3×256×256 tensor, not S×S images
+        assert isinstance(images, torch.Tensor) and images.shape == (4, 3, 256, 256)
+    else:
+        assert isinstance(images, RaggedImages)
+        assert sorted(im.shape[-1] for im in images) == [96, 96, 256, 256]
+    scored = Scorer.build(tiled64).score(images, sizes=found.split.sizes).probs
+    assert np.allclose(scored, _by_tiles(tiled64, images), atol=1e-6)
+    # As predict scores the files themselves.
+    files = [root / name for name in found.split.names]
+    assert np.allclose(scored, tiled64.probabilities(files), atol=1e-6)
+    # Not the images squashed to 64 px.
+    squashed = Predictor(tiled64.model, replace(tiled64.spec, tiles=0)).probabilities(files)
+    assert not np.allclose(scored, squashed, atol=1e-4)
+
+
+def test_a_cross_source_test_split_is_native_for_a_tiled_model(tiled64, tmp_path):
+    from realfake.studies.cross_source import score_cell, test_split
+
+    root = _folder(tmp_path / "d", [96, 256, 256, 96])
+    overrides = [f"data.source={root}", "data.test_fraction=0.5", "data.image_size=32"]
+    test = test_split(overrides, Scorer.build(tiled64))
+    assert isinstance(test.images, RaggedImages) and len(test) == 4
+    # Each at its own size (96 or 256 px), never the config's 32 px.
+    assert [tuple(im.shape[1:]) for im in test.images] == [(h, w) for w, h in test.sizes.tolist()]
+    cell = score_cell(Scorer.build(tiled64), test)
+    expected = _by_tiles(tiled64, test.images)[:, 0]
+    assert np.allclose(cell["p_positive"], expected, atol=1e-6)
