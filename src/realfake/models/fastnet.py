@@ -119,6 +119,12 @@ class FastNet(nn.Module):
         """The last residual stage: the deepest spatial features (the Grad-CAM target)."""
         return self.layer3
 
+    @property
+    def feature_stages(self) -> tuple[nn.Module, ...]:
+        """The modules whose outputs are the network's stages, shallowest first: prep, then
+        each pooled stage (the last is ``feature_layer``)."""
+        return (self.prep, self.layer1, self.layer2, self.layer3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_transform is not None:
             x = self.input_transform(x)

@@ -231,6 +231,12 @@ class ResNet(nn.Module):
         """The last residual block: the deepest spatial features (the Grad-CAM target)."""
         return self.stages[-1][-1]
 
+    @property
+    def feature_stages(self) -> tuple[nn.Module, ...]:
+        """The modules whose outputs are the network's stages, shallowest first: the stem, then
+        each residual stage (the last ends with ``feature_layer``)."""
+        return (self.stem, *self.stages)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_transform is not None:
             x = self.input_transform(x)

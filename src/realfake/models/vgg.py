@@ -123,6 +123,13 @@ class VGG(nn.Module):
         """The ReLU after the last convolution: the deepest spatial map (the Grad-CAM target)."""
         return next(m for m in reversed(self.features) if isinstance(m, nn.ReLU))
 
+    @property
+    def feature_stages(self) -> tuple[nn.Module, ...]:
+        """The modules whose outputs are the network's stages, shallowest first: the ReLU before
+        each max-pool, the full map of each resolution (the last is ``feature_layer``)."""
+        layers = list(self.features)
+        return tuple(layers[i - 1] for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_transform is not None:
             x = self.input_transform(x)
