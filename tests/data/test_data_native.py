@@ -4,6 +4,7 @@ whole images to validate on, small images resized by the predictor's rule, and t
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ def test_a_mirrored_draw_is_the_mirrored_crop_and_a_repeated_draw_another_crop()
     from realfake.train.datamodule import BalancedSampler
 
     images = [_pattern(48, 48, tag) for tag in range(6)]
-    dataset = NativeCropDataset(_split(images), 16, seed=0)
+    one_size = replace(_split(images), images=torch.stack(images))  # a tensor, as faces_native
+    dataset = NativeCropDataset(one_size, 16, seed=0)
     plain, _ = dataset.__getitems__([(3, 1, 0)])
     mirrored, _ = dataset.__getitems__([(3, 1 + 6, 0)])  # index + n: the mirror convention
     assert torch.equal(mirrored, plain.flip(-1))
@@ -93,6 +95,8 @@ def test_a_mirrored_draw_is_the_mirrored_crop_and_a_repeated_draw_another_crop()
     crops, labels = dataset.__getitems__([k for k in keys if k[1] == 5])
     corners = {c[1:] for c in _crop_corners(crops)}
     assert len(corners) == 3 and labels.tolist() == [1, 1, 1]
+    for crop, (tag, y, x) in zip(crops, _crop_corners(crops), strict=True):
+        assert torch.equal(crop, images[tag][:, y : y + 16, x : x + 16])
 
 
 def _tile_predictor(size: int) -> Predictor:
@@ -166,6 +170,10 @@ def test_the_ragged_store_subsets_and_concatenates_image_by_image():
     ragged = RaggedImages.from_images(images)
     assert len(ragged) == 4 and ragged.nbytes == sum(i.numel() for i in images)
     assert all(torch.equal(a, b) for a, b in zip(ragged, images, strict=True))
+    # The training statistics count every pixel of every image once, whatever its size.
+    every = torch.cat([im.reshape(3, -1) for im in images], dim=1).double() / 255
+    mean, std = ragged.channel_stats()
+    assert np.allclose(mean, every.mean(1)) and np.allclose(std, every.std(1, correction=0))
     picked = ragged.subset([3, 0])
     assert torch.equal(picked[0], images[3]) and torch.equal(picked[1], images[0])
     assert torch.equal(ragged[torch.tensor([1])][0], images[1])  # fancy indexing, as a tensor's

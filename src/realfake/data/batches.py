@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 from realfake.data.loader import ImageSplit
+from realfake.data.ragged import RaggedImages
 
 
 class TensorImageDataset(Dataset):
@@ -82,30 +83,44 @@ class NativeCropDataset(Dataset):
         self.labels = split.labels
         self.size = size
         self.seed = seed
+        # NumPy views, as TensorImageDataset reads: torch slices cost more per image (measured:
+        # 2.1 s vs 0.8 s for the 61,860 crops of a data=cifake_faces_native epoch).
+        self._np = None if isinstance(self.images, RaggedImages) else self.images.numpy()
+
+    def _array(self, image: int) -> np.ndarray:
+        if self._np is not None:
+            return self._np[image]
+        return self.images.array(image)  # type: ignore[union-attr]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def corner(self, epoch: int, image: int, repeat: int = 0) -> tuple[int, int]:
         """(y, x) of the crop of ``image`` in ``epoch`` (its ``repeat``-th draw there)."""
-        h, w = self.images[image].shape[-2:]
+        h, w = self._array(image).shape[-2:]
+        return self._corner(h, w, epoch, image, repeat)
+
+    def _corner(self, h: int, w: int, epoch: int, image: int, repeat: int) -> tuple[int, int]:
+        if h == w == self.size:  # one place only (a CIFAKE image at 32 px): no generator to make
+            return 0, 0
         key = [self.seed % 2**63, epoch, image, repeat, _CROP_STREAM]
         y, x = np.random.default_rng(key).integers(0, [h - self.size + 1, w - self.size + 1])
         return int(y), int(x)
 
     def __getitems__(self, keys: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         n, s = len(self.labels), self.size
-        out = torch.empty((len(keys), 3, s, s), dtype=torch.uint8)
-        rows = []
+        out = np.empty((len(keys), 3, s, s), dtype=np.uint8)
+        rows = np.empty(len(keys), dtype=np.int64)
         for k, (epoch, index, repeat) in enumerate(keys):
             if not 0 <= index < 2 * n:
                 raise IndexError(f"image index {index} out of range 0..{2 * n - 1} (mirrored: +n)")
             image = index % n
-            y, x = self.corner(epoch, image, repeat)
-            crop = self.images[image][:, y : y + s, x : x + s]
-            out[k] = crop.flip(-1) if index >= n else crop
-            rows.append(image)
-        return out, self.labels[torch.as_tensor(rows, dtype=torch.int64)]
+            pixels = self._array(image)
+            y, x = self._corner(pixels.shape[1], pixels.shape[2], epoch, image, repeat)
+            crop = pixels[:, y : y + s, x : x + s]
+            out[k] = crop[..., ::-1] if index >= n else crop
+            rows[k] = image
+        return torch.from_numpy(out), self.labels[torch.from_numpy(rows)]
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self.__getitems__([key])

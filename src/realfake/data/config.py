@@ -183,9 +183,9 @@ class DataConfig:
     source_level: int | None = None
     # More data sets in the same run: {faces: {source: PATH, test_fraction: 0.1}} (the key is
     # only a handle for the command line: data.extra_sources.faces.source=PATH). Each is decoded
-    # at data.image_size with data.resize, read in the run's class order and split on its own
-    # (its test/ and val/, or carved per class); train, val and test are the union of every data
-    # set's, each image keeping its source.
+    # at data.image_size with data.resize (at its own size with data.native), read in the run's
+    # class order and split on its own (its test/ and val/, or carved per class); train, val and
+    # test are the union of every data set's, each image keeping its source.
     extra_sources: dict[str, ExtraSource] = field(default_factory=dict)
     balance: str = "none"  # BALANCE_MODES; "none" keeps every earlier run's batches
     augment: AugmentConfig = field(default_factory=AugmentConfig)

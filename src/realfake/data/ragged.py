@@ -27,16 +27,15 @@ class RaggedImages(Sequence[torch.Tensor]):
     @classmethod
     def from_images(cls, images: Sequence[torch.Tensor] | torch.Tensor) -> RaggedImages:
         """Copies of ``images`` (a N×3×H×W tensor, a RaggedImages or a list of 3×H×W tensors)."""
-        if isinstance(images, RaggedImages):
-            return images.subset(np.arange(len(images)))
+        if isinstance(images, (torch.Tensor, RaggedImages)):
+            return cls.concat([images])
         arrays = [np.ascontiguousarray(image.cpu().numpy()) for image in images]
         shapes = np.array([a.shape[1:] for a in arrays], np.int64).reshape(-1, 2)
-        lengths = 3 * shapes.prod(axis=1)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        pixels = np.empty(int(lengths.sum()), np.uint8)
-        for array, start, n in zip(arrays, offsets.tolist(), lengths.tolist(), strict=True):
-            pixels[start : start + n] = array.reshape(-1)
-        return cls(pixels, offsets[: len(arrays)], shapes)
+        offsets = _offsets(shapes)
+        pixels = np.empty(int(3 * shapes.prod(axis=1).sum()), np.uint8)
+        for array, start in zip(arrays, offsets.tolist(), strict=True):
+            pixels[start : start + array.size] = array.reshape(-1)
+        return cls(pixels, offsets, shapes)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -65,6 +64,12 @@ class RaggedImages(Sequence[torch.Tensor]):
         start = int(self.offsets[i])
         return torch.from_numpy(self.pixels[start : start + 3 * h * w].reshape(3, h, w))
 
+    def array(self, index: int) -> np.ndarray:
+        """Image ``index`` as a 3×H×W NumPy view of the buffer."""
+        h, w = self.shapes[index]
+        start = self.offsets[index]
+        return self.pixels[start : start + 3 * h * w].reshape(3, h, w)
+
     def __iter__(self) -> Iterator[torch.Tensor]:
         for i in range(len(self)):
             yield self[i]
@@ -84,35 +89,73 @@ class RaggedImages(Sequence[torch.Tensor]):
         """The images at ``index``, in that order, copied into a compact buffer."""
         idx = np.asarray(index, dtype=np.int64).reshape(-1)
         shapes = self.shapes[idx]
-        lengths = 3 * shapes.prod(axis=1)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)[: len(idx)]
-        pixels = np.empty(int(lengths.sum()), np.uint8)
-        sources = self.offsets[idx]
+        offsets = _offsets(shapes)
+        pixels = np.empty(int(3 * shapes.prod(axis=1).sum()), np.uint8)
+        self._copy_into(pixels, offsets, idx)
+        return RaggedImages(pixels, offsets, shapes)
+
+    def _copy_into(self, pixels: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> None:
+        """Copy images ``index`` to ``pixels`` at ``offsets``, one image at a time."""
+        lengths = 3 * self.shapes[index].prod(axis=1)
+        sources = self.offsets[index]
         for src, dst, n in zip(sources.tolist(), offsets.tolist(), lengths.tolist(), strict=True):
             pixels[dst : dst + n] = self.pixels[src : src + n]
-        return RaggedImages(pixels, offsets, shapes)
 
     @staticmethod
     def concat(parts: Sequence[RaggedImages | torch.Tensor]) -> RaggedImages:
-        """The images of ``parts`` (RaggedImages or N×3×H×W tensors) one after the other, copied."""
-        ragged = [p if isinstance(p, RaggedImages) else RaggedImages.from_images(p) for p in parts]
-        pixels = np.concatenate([r.subset(np.arange(len(r))).pixels for r in ragged])
-        shapes = np.concatenate([r.shapes for r in ragged]).reshape(-1, 2)
-        lengths = 3 * shapes.prod(axis=1)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)[: len(shapes)]
-        return RaggedImages(pixels, offsets, shapes)
+        """The images of ``parts`` (RaggedImages or N×3×H×W tensors) one after the other, copied
+        once into one buffer."""
+        shapes = np.concatenate(
+            [
+                p.shapes if isinstance(p, RaggedImages) else np.tile(p.shape[-2:], (len(p), 1))
+                for p in parts
+            ]
+        ).reshape(-1, 2)
+        offsets = _offsets(shapes)
+        pixels = np.empty(int(3 * shapes.prod(axis=1).sum()), np.uint8)
+        first = 0
+        for part in parts:
+            at = offsets[first : first + len(part)]
+            if isinstance(part, RaggedImages):
+                part._copy_into(pixels, at, np.arange(len(part)))
+            elif len(part):  # a tensor's images are already back to back: one block
+                block = part.cpu().numpy().reshape(-1)
+                pixels[at[0] : at[0] + block.size] = block
+            first += len(part)
+        return RaggedImages(pixels, offsets, shapes.astype(np.int64))
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Exact per-channel mean and std in [0, 1] units of every pixel of every image."""
-        counts = np.zeros(3 * 256, np.int64)
-        # The channel's value histogram in one bincount per image: value + 256 · channel.
-        for i in range(len(self)):
-            planes = self[i].numpy().reshape(3, -1).astype(np.int64)
-            planes += np.arange(3)[:, None] * 256
-            counts += np.bincount(planes.reshape(-1), minlength=3 * 256)
-        table = torch.from_numpy(counts.reshape(3, 256)).double()
+        counts = torch.zeros(3, 256, dtype=torch.float64)
+        for block in self.blocks():
+            for ch in range(3):
+                counts[ch] += torch.bincount(block[:, ch].reshape(-1), minlength=256).double()
         values = torch.arange(256, dtype=torch.float64) / 255.0
-        total = table.sum(1)
-        mean = (table * values).sum(1) / total
-        var = (table * values**2).sum(1) / total - mean**2
+        total = counts.sum(1)
+        mean = (counts * values).sum(1) / total
+        var = (counts * values**2).sum(1) / total - mean**2
         return tuple(mean.tolist()), tuple(var.clamp_min(1e-12).sqrt().tolist())
+
+    def blocks(self, most: int = 4096) -> Iterator[torch.Tensor]:
+        """Every image once, as n×3×h×w views of runs of images of one size lying back to back
+        (at most ``most`` images each): whole-array passes instead of one per image."""
+        if len(self) == 0:
+            return
+        lengths = 3 * self.shapes.prod(axis=1)
+        joined = (self.shapes[1:] == self.shapes[:-1]).all(axis=1) & (
+            self.offsets[1:] == self.offsets[:-1] + lengths[:-1]
+        )
+        starts = [0, *(np.flatnonzero(~joined) + 1).tolist()]
+        for run_start, run_end in zip(starts, [*starts[1:], len(self)], strict=True):
+            h, w = self.shapes[run_start].tolist()
+            for first in range(run_start, run_end, most):
+                count = min(most, run_end - first)
+                at = int(self.offsets[first])
+                flat = self.pixels[at : at + count * 3 * h * w]
+                yield torch.from_numpy(flat.reshape(count, 3, h, w))
+
+
+def _offsets(shapes: np.ndarray) -> np.ndarray:
+    """Where each image of ``shapes`` (h, w) starts when they lie back to back."""
+    lengths = 3 * shapes.prod(axis=1)
+    return (np.cumsum(lengths) - lengths).astype(np.int64)
