@@ -6,6 +6,7 @@ need no display and leak no memory across many calls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
