@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from realfake.data.batches import NativeCropDataset
 from realfake.errors import CheckpointError, ConfigError, OutputError, TrainingInterrupted
 from realfake.models.layers import PatchWhitening, fit_whitening
 from realfake.runs import ModelSpec, RunDir, load_checkpoint, read_json, resolve_run
@@ -330,8 +331,14 @@ def fit_data_dependent(model: torch.nn.Module, data: ImageDataModule) -> None:
     """
     if not any(isinstance(m, PatchWhitening) for m in model.modules()):
         return
-    images = data.train_split.images
-    sample = images[:: max(1, len(images) // WHITENING_IMAGES)][:WHITENING_IMAGES]
+    split, step = data.train_split, max(1, len(data.train_split) // WHITENING_IMAGES)
+    if data.config.native:
+        # The crops the network trains on (epoch 0's), not whole images of several sizes.
+        crops = NativeCropDataset(split, data.config.image_size, data.seed)
+        picked = range(0, len(split), step)[:WHITENING_IMAGES]
+        sample, _ = crops.__getitems__([(0, i, 0) for i in picked])
+    else:
+        sample = split.images[::step][:WHITENING_IMAGES]
     fit_whitening(model, data.normalize(sample))
     log.info("patch whitening fitted to %d training images", len(sample))
 
