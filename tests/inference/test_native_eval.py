@@ -76,3 +76,33 @@ def test_a_cross_source_test_split_is_native_for_a_tiled_model(tiled64, tmp_path
     cell = score_cell(Scorer.build(tiled64), test)
     expected = _by_tiles(tiled64, test.images)[:, 0]
     assert np.allclose(cell["p_positive"], expected, atol=1e-6)
+
+
+def test_a_native_runs_cap_is_the_region_predict_and_evaluate_tile(tiled64, tmp_path):
+    # A run trained at native resolution kept the central 128 px of larger images: prediction
+    # and evaluation tile that region of a 320-px image, and both score the same pixels.
+    capped = Predictor(tiled64.model, replace(tiled64.spec, native_max_side=128))
+    root = _folder(tmp_path / "d", [320])
+    file = root / "FAKE" / "0.png"
+    whole = torch.from_numpy(np.asarray(Image.open(file)).transpose(2, 0, 1).copy())
+    tiles = capped.tiles(whole)
+    central = whole[:, 96:224, 96:224]
+    assert torch.equal(tiles, tiled64.tiles(central))  # a 2×2 grid inside the central region
+    assert not torch.equal(tiles, tiled64.tiles(whole)[: len(tiles)])
+    found = labelled_split(root, capped, None)
+    scored = Scorer.build(capped).score(found.split.images).probs
+    files = [root / name for name in found.split.names]
+    assert np.allclose(scored, capped.probabilities(files), atol=1e-6)
+    # Whole images for a model without the cap (evaluated as predict reads them).
+    found = labelled_split(root, tiled64, None)
+    assert found.split.images.shape[-1] == 320
+
+
+def test_explain_refuses_a_tiled_model_rather_than_explain_another_decision(tiled64, tmp_path):
+    from realfake.errors import DataError
+    from realfake.explain.explain import explain
+
+    root = _folder(tmp_path / "d", [256])
+    with pytest.raises(DataError, match="tiles of each image at its own size.*realfake predict"):
+        explain(Scorer.build(tiled64), root, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -35,5 +35,11 @@ def test_each_cell_is_the_runs_own_evaluation_of_that_source(tiny_run, evaluated
 
 def test_the_shipped_cross_source_study_names_its_arms_and_test_sources():
     study = load_study("cross_source")
-    assert list(study.arms) == ["recipe_cifake", "npr_cifake", "npr_faces", "npr_both"]
+    assert list(study.arms) == [
+        "recipe_cifake",
+        "patch_faces",
+        "npr_faces",
+        "patch_both",
+        "npr_both",
+    ]
     assert study.test_on == {"cifake": ["data=cifake_sample"], "faces": ["data=faces_256"]}

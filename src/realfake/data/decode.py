@@ -82,10 +82,18 @@ def fit_native(
     h, w = pixels.shape[1:]
     if h < size or w < size:
         return to_tile_size(pixels, size, resize), True
-    if h > max_side or w > max_side:
-        top, left = (h - min(h, max_side)) // 2, (w - min(w, max_side)) // 2
-        pixels = pixels[:, top : top + min(h, max_side), left : left + min(w, max_side)]
-    return np.ascontiguousarray(pixels), False
+    return np.ascontiguousarray(central_region(pixels, max_side)), False
+
+
+def central_region(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """The central region of at most max_side×max_side pixels of a 3×H×W image (a view; the
+    whole image when it fits, or when ``max_side`` is 0): the cap native training caches, and
+    what prediction tiles for a model trained with it."""
+    h, w = pixels.shape[1:]
+    if max_side <= 0 or (h <= max_side and w <= max_side):
+        return pixels
+    top, left = (h - min(h, max_side)) // 2, (w - min(w, max_side)) // 2
+    return pixels[:, top : top + min(h, max_side), left : left + min(w, max_side)]
 
 
 def prepare_image(im: Image.Image, size: int, resize: str) -> np.ndarray:

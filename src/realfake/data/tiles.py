@@ -13,7 +13,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from realfake.data.decode import to_tile_size
+from realfake.data.decode import central_region, to_tile_size
 
 Probs = TypeVar("Probs", np.ndarray, torch.Tensor)
 
@@ -34,13 +34,21 @@ def tile_grid(h: int, w: int, size: int, max_tiles: int) -> list[tuple[int, int]
     return [(y, x) for y in ys for x in xs]
 
 
-def image_tiles(image: torch.Tensor, size: int, max_tiles: int, resize: str) -> torch.Tensor:
+def image_tiles(
+    image: torch.Tensor, size: int, max_tiles: int, resize: str, max_side: int = 0
+) -> torch.Tensor:
     """The tiles of one native uint8 image 3×H×W (K×3×size×size, K <= max_tiles).
 
     An image smaller than ``size`` on a side cannot be tiled: it is brought to size×size by
-    ``resize`` (``to_tile_size``, the one place pixels are resampled in this mode).
+    ``resize`` (``to_tile_size``, the one place pixels are resampled in this mode). With
+    ``max_side`` (a run trained at native resolution: its spec's native_max_side) the tiles
+    cover the image's central region of at most max_side×max_side pixels, the region its
+    training images kept (``central_region``).
     """
     h, w = image.shape[-2:]
+    if max_side and h >= size and w >= size:
+        image = central_region(image, max_side)
+        h, w = image.shape[-2:]
     if h < size or w < size:
         pixels = to_tile_size(image.cpu().numpy(), size, resize)
         return torch.from_numpy(pixels.copy()).to(image.device)[None]

@@ -11,7 +11,7 @@ import torch
 from realfake.atomic import check_writable_dir, replacing
 from realfake.data.loader import load_images
 from realfake.errors import DataError
-from realfake.explain.gradcam import gradcam
+from realfake.explain.gradcam import gradcam, tiles_unexplained
 from realfake.explain.overlay import overlay
 from realfake.inference import Scorer, as_scorer
 
@@ -56,6 +56,11 @@ def explain(
     """
     scorer = as_scorer(model)
     predictor = scorer.torch_predictor("Grad-CAM needs the network's gradients")
+    why = tiles_unexplained(predictor.spec)
+    if why is not None:
+        # Its decisions come from native tiles; a map of the resized image would explain
+        # another decision than the one predict and evaluate report.
+        raise DataError(f"{why}: use `realfake predict` for its decisions")
     batch_size = scorer.batch_size
     if target is not None and target not in predictor.classes:
         raise DataError(f"target class '{target}' is not one of {predictor.classes}")

@@ -12,6 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from realfake.models import gradcam_target_layer
+from realfake.runs import ModelSpec
+
+
+def tiles_unexplained(spec: ModelSpec) -> str | None:
+    """Why Grad-CAM cannot show what decided for a model that scores native tiles (one
+    sentence, the same in `realfake explain` and the service); None for a whole-image model."""
+    if not spec.tiles:
+        return None
+    return (
+        f"this model scores up to {spec.tiles} tiles of each image at its own size; "
+        "Grad-CAM here maps one image as the network sees it, so it would not show what decided"
+    )
 
 
 def gradcam(

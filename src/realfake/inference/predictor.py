@@ -214,8 +214,10 @@ class BasePredictor(ABC):
     def tiles(self, image: torch.Tensor) -> torch.Tensor:
         """The spec's tiles of one native image (K×3×S×S uint8, K <= spec.tiles), by the tile
         rule (realfake.data.tiles): an image smaller than S on a side is brought to S×S by the
-        spec's resize policy, the one place pixels are resampled in this mode."""
-        return image_tiles(image, self.image_size, self.spec.tiles, self.spec.resize)
+        spec's resize policy, the one place pixels are resampled in this mode; a run trained at
+        native resolution tiles the central region its training images kept."""
+        spec = self.spec
+        return image_tiles(image, spec.image_size, spec.tiles, spec.resize, spec.native_max_side)
 
     def _tile_probabilities(
         self, images: Sequence[ImageInput] | torch.Tensor, flip: bool, batch_size: int

@@ -8,6 +8,7 @@ images (evaluate, robustness, audits, compare, threshold freezing) takes them fr
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 
 from realfake.data.config import DataConfig
 from realfake.data.dataset import DataSplits, load_splits
+from realfake.data.decode import MAX_NATIVE_PIXELS
 from realfake.data.loader import (
     ImageSplit,
     ResizedImagesWarning,
@@ -86,7 +88,9 @@ def native_options(predictor: BasePredictor) -> dict[str, Any]:
         return {}
     data = (getattr(predictor, "config", None) or {}).get("data") or {}
     defaults = DataConfig()
-    side = int(data.get("native_max_side") or defaults.native_max_side)
+    # The region prediction tiles (the spec's cap, else the whole image up to the largest one
+    # decoded at native resolution), so evaluate scores the pixels predict scores.
+    side = predictor.spec.native_max_side or math.isqrt(MAX_NATIVE_PIXELS)
     return {
         "native": True,
         "native_max_side": max(side, predictor.image_size),  # never below one tile

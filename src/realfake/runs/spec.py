@@ -100,6 +100,10 @@ class ModelSpec:
     # not resize, or the upsampling traces a detector reads are gone).
     tiles: int = 0
     tile_aggregate: str = "mean"
+    # With tiles, a run trained at native resolution (data.native) kept the central region of at
+    # most this many pixels a side of larger images; prediction tiles that same region, so that
+    # evaluate, predict and the service see the same pixels. 0: the whole image is tiled.
+    native_max_side: int = 0
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
@@ -116,6 +120,10 @@ class ModelSpec:
             raise CheckpointError(f"spec field 'tiles': {self.tiles!r} is not a count >= 0")
         if self.tile_aggregate not in TILE_AGGREGATES:
             raise CheckpointError(f"spec field 'tile_aggregate': {self.tile_aggregate!r}")
+        if not (isinstance(self.native_max_side, int) and self.native_max_side >= 0):
+            raise CheckpointError(
+                f"spec field 'native_max_side': {self.native_max_side!r} is not a side >= 0"
+            )
         if min(self.std) <= 0:
             raise CheckpointError(f"spec field 'std': {self.std} must be positive")
         binary = len(self.classes) == 2
@@ -168,6 +176,7 @@ class ModelSpec:
                 model_options=dict(data.get("model_options") or {}),
                 tiles=int(data.get("tiles", 0)),
                 tile_aggregate=str(data.get("tile_aggregate", "mean")),
+                native_max_side=int(data.get("native_max_side", 0)),
                 threshold=None
                 if threshold is None
                 else FrozenThreshold(
@@ -217,6 +226,9 @@ class ModelSpec:
             model_options=options,
             tiles=int(data.get("tiles") or 0),
             tile_aggregate=str(data.get("tile_aggregate") or "mean"),
+            native_max_side=int(data.get("native_max_side") or 0)
+            if data.get("native") and data.get("tiles")
+            else 0,
         )
 
     def build_model(self):

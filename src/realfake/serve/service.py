@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from realfake.errors import RealfakeError
+from realfake.explain.gradcam import tiles_unexplained
 from realfake.inference import Decision, Scorer
 from realfake.inference.scorer import Scored
 from realfake.inference.table import combined_verdict
@@ -209,13 +210,7 @@ class Service:
                 "Grad-CAM needs the network's gradients (the torch backend); this service runs "
                 f"an exported {scorer.backend.upper()} graph"
             )
-        if scorer.spec.tiles:
-            return (
-                f"this model scores up to {scorer.spec.tiles} tiles of each image at its own size; "
-                "Grad-CAM here maps one image as the network sees it, so it would not show "
-                "what decided"
-            )
-        return None
+        return tiles_unexplained(scorer.spec)
 
     @property
     def can_explain(self) -> bool:

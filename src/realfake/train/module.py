@@ -116,7 +116,10 @@ class Classifier(L.LightningModule):
         """Class probabilities (N×C) of whole native uint8 images, each scored by the spec's
         tiles and aggregated by its rule, exactly as the predictor scores an image."""
         spec = self.spec
-        tiles = [image_tiles(im, spec.image_size, spec.tiles, spec.resize) for im in images]
+        tiles = [
+            image_tiles(im, spec.image_size, spec.tiles, spec.resize, spec.native_max_side)
+            for im in images
+        ]
         x = normalize(torch.cat(tiles), spec.mean, spec.std)
         # All tiles of the batch in one pass (the network scores each tile on its own).
         probs = tta_probabilities(self, x, self.flip_tta)
