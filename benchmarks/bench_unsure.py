@@ -1,5 +1,5 @@
 """UNSURE verdicts measured: coverage and the accuracy of answers in and out of the training
-source, and how well the feature distance tells unfamiliar images from familiar ones.
+source, and how well the feature-distance score tells unfamiliar images from familiar ones.
 
     .venv/bin/python benchmarks/bench_unsure.py --runs-dir /tmp/unsure      # ~10 min on 2 cores
     .venv/bin/python benchmarks/bench_unsure.py --epochs 1 --images 500 --no-update   # smoke
@@ -7,14 +7,16 @@ source, and how well the feature distance tells unfamiliar images from familiar 
 Trains `experiment=cifake_fast` on the CIFAKE sample for ``--epochs`` (a finished run named
 ``unsure-cifake`` in ``--runs-dir`` is reused), then freezes its decision rule with
 `realfake evaluate --freeze-threshold accuracy` (threshold, UNSURE band and feature-distance
-reference, all from the run's own training and validation splits). Scored, never tuned on:
+reference, all from the run's own training and validation splits; refitted on every run of
+this script, so the reference is always the current code's). Scored, never tuned on:
 - CIFAKE's test split (a fixed subset of ``--images``, seed 0): the source it was trained on;
 - faces-256 (``$REALFAKE_DATA/faces-256/train.tar``, a fixed subset of ``--images``): another
   generator, another subject, another size, resized to the model's 32 px as `predict` does;
 - synthetic pictures that are neither photographs nor generated photographs (flat colours,
   gradients, noise, text on white like a screenshot, line drawings), 60 of each kind.
-The out-of-distribution ROC-AUC ranks images by their feature distance: CIFAKE test images
-are the negatives, each other set the positives.
+The out-of-distribution ROC-AUC ranks images by the feature-distance score (the most unusual
+layer's standardised distance): CIFAKE test images are the negatives, each other set the
+positives; a second table gives each layer's own ROC-AUC.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def main() -> int:
     frozen = evaluate(run, freeze="accuracy", n_resamples=0, figures=False)
     print(frozen.freeze.why if frozen.freeze else "", flush=True)
     scorer = Scorer.open(run)
-    rows, distances = [], {}
+    rows, distances, layers = [], {}, {}
 
     def score(
         name: str, images: torch.Tensor, labels: np.ndarray | None, sizes: np.ndarray
@@ -126,13 +128,15 @@ def main() -> int:
         said = scorer.verdicts(scored.probs, scored.distances, sizes)
         answered = np.array([v != UNSURE for v, _ in said])
         by_size = sum("far from their size" in r for v, r in said if v == UNSURE)
-        by_features = sum("feature distance" in r for v, r in said if v == UNSURE)
+        by_features = sum("its features are further" in r for v, r in said if v == UNSURE)
         decided = scorer.decide(scored.probs)
         acc = sel = float("nan")
         if labels is not None:
             acc = float((decided == labels).mean())
             sel = float((decided[answered] == labels[answered]).mean()) if answered.any() else sel
-        distances[name] = scored.distances
+        assert scorer.ood is not None and scored.distances is not None
+        distances[name] = scorer.ood.score(scored.distances)
+        layers[name] = scored.distances
         rows.append((name, len(images), acc, float(answered.mean()), sel, by_size, by_features))
         print(rows[-1], flush=True)
 
@@ -187,9 +191,26 @@ def main() -> int:
         "was answered or the set has no labels); *coverage* is the share that got an answer. "
         "*UNSURE: size* are images far from the training images' size (here anything but about "
         "32 px); *UNSURE: features* are beyond the 99th percentile of validation images' "
-        "feature distance. The ROC-AUC column ranks by the feature distance alone, so it says "
-        "how well the features tell these images from CIFAKE's at the same input size.",
+        "feature-distance score (per layer, the log Mahalanobis distance to the nearest class "
+        "mean in units of the validation images'; the most unusual layer's counts). The ROC-AUC "
+        "column ranks by that score alone, so it says how well the features tell these images "
+        "from CIFAKE's at the same input size.",
     ]
+    assert scorer.ood is not None
+    names = [name for name in layers if not name.startswith("CIFAKE")]
+    lines += [
+        "",
+        "Each layer's own ROC-AUC against CIFAKE test (its standardised distance alone):",
+        "",
+        "| images | " + " | ".join(scorer.ood.layers) + " |",
+        "| --- |" + " ---: |" * len(scorer.ood.layers),
+    ]
+    inside_layers = layers["CIFAKE test (trained on)"]
+    for name in names:
+        aucs = [
+            roc_auc(inside_layers[:, k], layers[name][:, k]) for k in range(len(scorer.ood.layers))
+        ]
+        lines.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in aucs) + " |")
     publish(HEADING, lines, not args.no_update)
     return 0
 

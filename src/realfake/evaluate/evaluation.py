@@ -240,18 +240,20 @@ def freeze_on_validation(
 
 
 def fit_ood(scorer: Scorer, train: ImageSplit, val: ImageSplit) -> FeatureDistance:
-    """The feature-distance reference: class means and covariance of (at most OOD_FIT_IMAGES)
-    training images' features, the cut-off from the validation images'."""
+    """The feature-distance reference: per layer, class means and covariance of (at most
+    OOD_FIT_IMAGES) training images' features; scales and cut-off from the validation images'."""
     pick = np.arange(len(train))
     if len(pick) > OOD_FIT_IMAGES:  # a fixed subset: the same reference on every machine
         pick = np.sort(np.random.default_rng(0).choice(len(pick), OOD_FIT_IMAGES, replace=False))
     features = scorer.features(train.images[torch.from_numpy(pick)])
+    stages = sum(layer.startswith("stage") for layer in features)
     return fit_feature_distance(
         features,
         train.labels.numpy()[pick],
-        scorer.features(val.images),
+        scorer.features(val.images, tuple(features)),
         scorer.sha256,
-        f"{len(pick)} training images of the run (cut-off: {len(val)} validation images)",
+        f"{len(pick)} training images of the run, at {stages} stages and the penultimate "
+        f"features, the most unusual layer deciding (cut-off: {len(val)} validation images)",
     )
 
 

@@ -26,6 +26,7 @@ from realfake.inference.verdict import (
     FeatureDistance,
     SizeRange,
     features_hook,
+    reference_layers,
     verdicts,
 )
 from realfake.runs import ModelSpec, RunDir
@@ -49,7 +50,8 @@ class Scored:
     """Probabilities of images and, where the run has a feature-distance reference, distances."""
 
     probs: np.ndarray  # N×C
-    distances: np.ndarray | None  # N, squared Mahalanobis distance to the training features
+    # N×L: per layer of the reference, the standardised distance to the training features
+    distances: np.ndarray | None
     sizes: np.ndarray | None = None  # N×2 original (width, height), when the inputs told them
 
 
@@ -189,31 +191,46 @@ class Scorer:
         sizes: np.ndarray | None = None,
         progress: bool = False,
     ) -> Scored:
-        """Probabilities and, with a feature-distance reference, each image's distance to the
+        """Probabilities and, with a feature-distance reference, each image's distances to the
         training features (read from the same forward passes); ``sizes``: the images' original
         (width, height) when the caller knows them (else read from files, bytes and images)."""
         if sizes is None:
             sizes = original_sizes(images)
         if self.ood is None:
             return Scored(self.probabilities(images, progress=progress), None, sizes)
-        model = self.torch_predictor().model
+        probs, features = self._with_features(images, self.ood.layers, progress)
+        return Scored(probs, self.ood.distances(features), sizes)
+
+    def features(
+        self, images: Sequence[ImageInput] | torch.Tensor, layers: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per layer (default: those a new reference reads), the features (N×D) the distances
+        read, as ``score`` computes them."""
+        if layers is None:
+            layers = reference_layers(self.torch_predictor().model)
+        return self._with_features(images, layers, False)[1]
+
+    def _with_features(
+        self, images: Sequence[ImageInput] | torch.Tensor, layers: Sequence[str], progress: bool
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Probabilities and, from the same forward passes, the features at ``layers``."""
+        model = self.torch_predictor("the out-of-distribution check needs its features").model
+        views = 2 if self.tta else 1
         if self.spec.tiles and not self.predictor.is_prepared(images):
             # Tiles: one feature vector per image, the mean over its tiles (and views).
-            probs, features = [], []
+            probs, per_image = [], []
             for image in images:
-                with features_hook(model, 2 if self.tta else 1) as hook:
+                with features_hook(model, views, layers) as hook:
                     probs.append(self.probabilities([image]))
-                features.append(hook.features().mean(0))
-            return Scored(np.concatenate(probs), self.ood.distance(np.stack(features)), sizes)
-        with features_hook(model, 2 if self.tta else 1) as hook:
+                per_image.append({k: f.mean(0) for k, f in hook.features().items()})
+            stacked = {
+                k: np.stack([f[k] for f in per_image]) if per_image else np.zeros((0, 0))
+                for k in layers
+            }
+            return np.concatenate(probs), stacked
+        with features_hook(model, views, layers) as hook:
             probs = self.probabilities(images, progress=progress)
-        return Scored(probs, self.ood.distance(hook.features()), sizes)
-
-    def features(self, images: Sequence[ImageInput] | torch.Tensor) -> np.ndarray:
-        """The penultimate features the distance reads (N×D), as ``score`` computes them."""
-        with features_hook(self.torch_predictor().model, 2 if self.tta else 1) as hook:
-            self.probabilities(images)
-        return hook.features()
+        return probs, hook.features()
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row of probabilities, by this scorer's rule."""
