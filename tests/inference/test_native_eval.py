@@ -103,6 +103,24 @@ def test_explain_refuses_a_tiled_model_rather_than_explain_another_decision(tile
     from realfake.explain.explain import explain
 
     root = _folder(tmp_path / "d", [256])
-    with pytest.raises(DataError, match="tiles of each image at its own size.*realfake predict"):
+    with pytest.raises(DataError, match=r"tiles of each image at its own size.*realfake predict"):
         explain(Scorer.build(tiled64), root, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_robustness_commands_say_what_to_do_with_images_of_several_sizes(tiled64, tmp_path):
+    from realfake.errors import DataError
+    from realfake.robustness.grid import robustness_report
+    from realfake.robustness.shortcuts import audit_shortcuts
+
+    root = _folder(tmp_path / "d", [96, 256])
+    scorer = Scorer.build(tiled64)
+    with pytest.raises(DataError, match=r"2 sizes \(96 to 256 px a side\).*--data PATH"):
+        robustness_report(scorer, data=root, perturbations=["jpeg:50"])
+    with pytest.raises(DataError, match=r"the shortcut audit .* 2 sizes"):
+        audit_shortcuts(scorer, data=root)
+    # One size (faces at their own 256 px): the grid runs on the native images, by tiles.
+    one = _folder(tmp_path / "one", [256, 256])
+    report = robustness_report(scorer, data=one, perturbations=["noise:0.2"])
+    assert [row.perturbation for row in report.rows] == ["clean", "noise:0.2"]
+    assert all(row.n == 4 for row in report.rows)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from realfake.data.config import DataConfig
@@ -37,6 +38,20 @@ class EvalImages:
     name: str  # split name actually used ("test", "val", or "all" for a plain folder)
     fingerprint: str
     skipped: int  # files of the source that failed to decode
+
+    def one_size(self, what: str) -> torch.Tensor:
+        """The images as one N×3×H×W tensor, for ``what`` transforms whole batches of them; a
+        DataError saying what to do when they come at several sizes (a run trained at native
+        resolution on several sources)."""
+        images = self.split.images
+        if isinstance(images, torch.Tensor):
+            return images
+        sides = sorted({int(max(im.shape[-2:])) for im in images})
+        raise DataError(
+            f"{what} perturbs batches of images of one size, and {self.where} holds images of "
+            f"{len(sides)} sizes ({sides[0]} to {sides[-1]} px a side): run it on one "
+            "source at a time with --data PATH"
+        )
 
     def identity(self) -> str:
         """SHA-256 of which images these are, in order, and their labels: two evaluations are

@@ -213,7 +213,7 @@ def robustness_report(
     rule = scorer.rule
     rows = evaluate_grid(
         scorer.probabilities,
-        images.split.images,
+        images.one_size("the robustness grid"),
         labels,
         scorer.classes,
         grid,
