@@ -179,9 +179,9 @@ def ood_in_words(scorer: Scorer) -> str:
     if ood is None:
         return f"not checked: {scorer.ood_why or 'no reference for these weights'}"
     return (
-        f"an image whose features are farther from the training images' than "
-        f"{ood.quantile:.0%} of validation images are (distance above {ood.cutoff:.0f}) is "
-        f"UNSURE; reference fitted on {ood.fitted_on}"
+        f"an image whose features, at any of {len(ood.layers)} depths of the network, are "
+        f"farther from the training images' than those of {ood.quantile:.0%} of validation "
+        f"images is UNSURE; reference fitted on {ood.fitted_on}"
     )
 
 
