@@ -166,17 +166,45 @@ def _fill(
         if not keep.all():
             writer.compact(split, out["images"], keep)
         out.pop("images")
-        kept = [items[row] for row in np.flatnonzero(keep)]
-        labels = np.array([label for _, label in kept], np.int64)
-        writer.save(split, "labels", labels)
-        writer.save(split, "sizes", out["sizes"][keep])
-        writer.save(split, "md5", out["md5"][keep])
-        names = [entry.name for entry, _ in kept]
-        meta_splits[split] = {"count": len(kept), "names": names}
-        # Identity of the content alone (names, labels, bytes), whatever the container.
-        content.update(split.encode())
-        for name, label, digest in zip(names, labels.tolist(), out["md5"][keep], strict=True):
-            content.update(f"{name}\0{label}\0".encode() + digest.tobytes())
+        names = _save_split(writer, split, items, keep, out, content)
+        meta_splits[split] = {"count": len(names), "names": names}
+    return _entry_meta(source, layout, size, resize, meta_splits, skipped, content)
+
+
+def _save_split(
+    writer: EntryWriter,
+    split: str,
+    items: list[tuple[Entry, int]],
+    keep: np.ndarray,
+    out: dict[str, np.ndarray],
+    content: Any,
+) -> list[str]:
+    """Labels, original sizes and MD5s of a split's decoded images, saved; the content hash
+    updated with them; their names returned."""
+    kept = [items[row] for row in np.flatnonzero(keep)]
+    labels = np.array([label for _, label in kept], np.int64)
+    writer.save(split, "labels", labels)
+    writer.save(split, "sizes", out["sizes"][keep])
+    writer.save(split, "md5", out["md5"][keep])
+    names = [entry.name for entry, _ in kept]
+    # Identity of the content alone (names, labels, bytes), whatever the container.
+    content.update(split.encode())
+    for name, label, digest in zip(names, labels.tolist(), out["md5"][keep], strict=True):
+        content.update(f"{name}\0{label}\0".encode() + digest.tobytes())
+    return names
+
+
+def _entry_meta(
+    source: Source,
+    layout: Layout,
+    size: int,
+    resize: str,
+    meta_splits: dict,
+    skipped: list,
+    content: Any,
+    **extra: Any,
+) -> dict:
+    """The cache entry's meta record (``extra``: the native entry's own fields)."""
     listing = source.listing()
     return {
         "source": str(source.path),
@@ -184,6 +212,7 @@ def _fill(
         "layout": layout.kind,
         "image_size": size,
         "resize": resize,
+        **extra,
         "classes": layout.classes,
         "splits": meta_splits,
         "ignored": len(listing.ignored),
@@ -268,38 +297,24 @@ def _fill_native(
         out = rows[split]
         keep = out["ok"]
         skipped += [[items[row][0].name, reasons[(split, row)]] for row in np.flatnonzero(~keep)]
-        kept = [items[row] for row in np.flatnonzero(keep)]
-        shapes = out["shapes"][keep]
-        ragged = _write_native(writer, split, out["offsets"][keep], shapes, size)
-        labels = np.array([label for _, label in kept], np.int64)
-        writer.save(split, "labels", labels)
-        writer.save(split, "sizes", out["sizes"][keep])
-        writer.save(split, "md5", out["md5"][keep])
-        names = [entry.name for entry, _ in kept]
-        meta_splits[split] = {"count": len(kept), "names": names, "ragged": ragged}
+        ragged = _write_native(writer, split, out["offsets"][keep], out["shapes"][keep], size)
+        names = _save_split(writer, split, items, keep, out, content)
+        meta_splits[split] = {"count": len(names), "names": names, "ragged": ragged}
         for row in np.flatnonzero(out["resized"] & keep):
             w, h = out["sizes"][row].tolist()
             resized.append([items[row][0].name, w, h])  # named with its original size
-        content.update(split.encode())
-        for name, label, digest in zip(names, labels.tolist(), out["md5"][keep], strict=True):
-            content.update(f"{name}\0{label}\0".encode() + digest.tobytes())
-    listing = source.listing()
-    return {
-        "source": str(source.path),
-        "kind": source.kind,
-        "layout": layout.kind,
-        "image_size": size,
-        "resize": resize,
-        "native_max_side": cap.max_side,
-        "native_bytes": sum(written.values()),
-        "resized": resized,
-        "classes": layout.classes,
-        "splits": meta_splits,
-        "ignored": len(listing.ignored),
-        "ignored_files": list(listing.ignored),
-        "skipped": skipped,
-        "content_hash": content.hexdigest()[:20],
-    }
+    return _entry_meta(
+        source,
+        layout,
+        size,
+        resize,
+        meta_splits,
+        skipped,
+        content,
+        native_max_side=cap.max_side,
+        native_bytes=sum(written.values()),
+        resized=resized,
+    )
 
 
 def _write_native(
