@@ -38,25 +38,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the HTML summary page to write (default: OUT's name with .html, beside it)",
     )
     page.add_argument("--no-summary", action="store_true", help="write no HTML summary page")
+    p.add_argument(
+        "--source-level",
+        type=int,
+        metavar="N",
+        help="each image's source (a generator, a camera) is the folder at level N of its path "
+        "under PATH (0: the top folder): a source column in the CSV, and verdicts counted per "
+        "source on the console and the summary page",
+    )
     add_scorer_arguments(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from realfake.inference.summary import write_summary
-    from realfake.inference.table import prediction_table, write_predictions
+    from realfake.inference.table import prediction_table, verdicts_by_source, write_predictions
 
     # Checked before any inference: an unwritable or existing --out fails in a second, not after.
     out = check_writable_file(args.out, force=args.force, what="--out")
     page = None if args.no_summary else summary_path(out, args.summary, args.force)
     scorer = open_scorer(args, args.model)  # a run, .ckpt, or .onnx (ONNX Runtime)
-    predictions = prediction_table(scorer, args.path, progress=sys.stderr.isatty())
+    predictions = prediction_table(
+        scorer, args.path, progress=sys.stderr.isatty(), source_level=args.source_level
+    )
     table = predictions.table
     path, meta = write_predictions(table, out, scorer)
     errors = table["error"] != ""
     counts = table.loc[~errors, "verdict"].value_counts()
     summary = ", ".join(f"{n} {label}" for label, n in counts.items())
     print(f"wrote {len(table)} rows to {path}: {summary or 'no readable images'}")
+    if "source" in table.columns:
+        for source, row in verdicts_by_source(table).iterrows():
+            said = ", ".join(f"{n} {verdict}" for verdict, n in row.items() if n)
+            print(f"  {source}: {said}")
     print(f"decision: {scorer.describe_rule()} (recorded in {meta.name})")
     if page is not None:
         print(f"summary page: {write_summary(table, scorer, args.path, page)}")

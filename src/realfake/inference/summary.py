@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from realfake.atomic import write_text
 from realfake.errors import ConfigError, RealfakeError
 from realfake.inference.scorer import Scorer
+from realfake.inference.table import verdicts_by_source
 from realfake.inference.verdict import UNSURE
 
 THUMB = 128  # px, the longest side of a thumbnail (and of its box on the page)
@@ -89,6 +90,7 @@ def write_summary(
     parts = [
         _header(table, scorer, source),
         _counts(table, order, colours),
+        _by_source(table),
         _notes("evidence" in table.columns),
     ]
     if thumbs_missing:
@@ -111,6 +113,21 @@ def write_summary(
     # ASCII only (other characters as references): the page reads the same whatever the
     # locale's encoding that writes it or the browser's guess.
     return write_text(path, page.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+
+
+def _by_source(table: pd.DataFrame) -> str:
+    """Verdicts counted per source (``predict --source-level``), or nothing."""
+    if "source" not in table.columns:
+        return ""
+    counts = verdicts_by_source(table)
+    head = "".join(f"<th>{_e(c)}</th>" for c in counts.columns)
+    rows = "".join(
+        f"<tr><th>{_e(source)}</th>" + "".join(f"<td>{int(n)}</td>" for n in row) + "</tr>"
+        for source, row in counts.iterrows()
+    )
+    return (
+        f'<h2>By source</h2>\n<table class="sources"><tr><th>source</th>{head}</tr>{rows}</table>'
+    )
 
 
 def _e(text: object) -> str:

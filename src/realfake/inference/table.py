@@ -21,7 +21,7 @@ import torch
 
 from realfake.atomic import write_text
 from realfake.data.decode import describe_failure
-from realfake.data.layout import UNLABELLED
+from realfake.data.layout import UNLABELLED, source_folder
 from realfake.data.loader import SkippedImagesWarning, load_images
 from realfake.data.sources import open_source
 from realfake.errors import DataError
@@ -37,14 +37,29 @@ class Predictions:
     ignored: list[str]  # files left out because their extension is not an image's
 
 
-def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = False) -> Predictions:
+def prediction_table(
+    scorer: Scorer,
+    source: str | Path,
+    *,
+    progress: bool = False,
+    source_level: int | None = None,
+) -> Predictions:
     """The table for every image file under ``source``, decided by the scorer's rule.
+
+    ``source_level``: each image's source (a generator, a camera, a data set) is the folder at
+    that level of its path (0: the top folder), in a ``source`` column after the file name, as
+    ``data.source_level`` reads a training source; an image outside such a folder is an error
+    naming it, before anything is scored.
 
     Images are decoded by the data layer's loader (its cache and parallel decoding), at the
     model's size and resize policy, so they are the pixels evaluation scores; a model whose
     spec scores native tiles reads every file at its own size instead (``native_scores``).
     """
     classes = scorer.classes
+    if source_level is not None:
+        where = str(source)
+        names = [e.name for e in open_source(source).listing().images]
+        by_name = {name: source_folder(name, source_level, where) for name in names}
     if scorer.spec.tiles:
         names, scored, skipped, ignored = native_scores(scorer, source)
     else:
@@ -88,7 +103,19 @@ def prediction_table(scorer: Scorer, source: str | Path, *, progress: bool = Fal
     table = pd.concat(frames, ignore_index=True) if frames else good
     table = table[[c for c in good.columns if c != "error"] + ["error"]]
     table = table.sort_values("filename", kind="stable", ignore_index=True)
+    if source_level is not None:
+        table.insert(1, "source", [by_name[name] for name in table["filename"]])
     return Predictions(table, ignored)
+
+
+def verdicts_by_source(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts of each verdict per source (rows: sources; columns: verdicts, then unreadable
+    files), from a table with a ``source`` column."""
+    errors = table["error"].fillna("").astype(str) != ""
+    said = table["verdict"].where(~errors, "unreadable").fillna("").astype(str)
+    counts = pd.crosstab(table["source"], said).rename_axis(index=None, columns=None)
+    ordered = [c for c in counts.columns if c != "unreadable"]
+    return counts[ordered + (["unreadable"] if "unreadable" in counts.columns else [])]
 
 
 NATIVE_CHUNK = 16  # images decoded at their own size at once: bounded memory for large photos
