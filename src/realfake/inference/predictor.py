@@ -222,11 +222,30 @@ class BasePredictor(ABC):
     def _tile_probabilities(
         self, images: Sequence[ImageInput] | torch.Tensor, flip: bool, batch_size: int
     ) -> np.ndarray:
-        """Each image's tiles scored, then aggregated by the spec's rule (mean, or max)."""
+        """Each image's tiles scored, then aggregated by the spec's rule (mean, or max).
+
+        Tiles of consecutive images share forward passes of up to ``batch_size`` tiles (a
+        CIFAKE image is one tile: one pass per image would cost twenty times more), and only
+        one batch's worth of decoded images is held at a time.
+        """
         out = np.empty((len(images), len(self.spec.classes)), dtype=np.float64)
+        pending: list[tuple[int, torch.Tensor]] = []
+
+        def flush() -> None:
+            probs = self._batched(torch.cat([t for _, t in pending]), flip, batch_size, False)
+            start = 0
+            for i, tiles in pending:
+                part = probs[start : start + len(tiles)]
+                out[i] = aggregate_tiles(part, self.spec.tile_aggregate, self.spec.positive)
+                start += len(tiles)
+            pending.clear()
+
         for i, image in enumerate(images):
-            probs = self._batched(self.tiles(self.native(image)), flip, batch_size, False)
-            out[i] = aggregate_tiles(probs, self.spec.tile_aggregate, self.spec.positive)
+            pending.append((i, self.tiles(self.native(image))))
+            if sum(len(t) for _, t in pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
         return out
 
     def _batched(
