@@ -27,6 +27,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--tiles", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES))
     parser.add_argument("--no-update", action="store_true")
     args = parser.parse_args()
     if not (DATA / "faces-256" / "train.tar").exists():
@@ -48,7 +49,8 @@ def main() -> int:
     ]
     for run in args.runs:
         base = Predictor.load(run)
-        for source, overrides in SOURCES.items():
+        for source in args.sources:
+            overrides = SOURCES[source]
             test = test_split(overrides, Scorer.build(base))
             for tiles in args.tiles:
                 cells = {}
