@@ -39,9 +39,6 @@ def main() -> int:
 
     lines = [
         *header(),
-        "- Command: `.venv/bin/python benchmarks/bench_tile_rules.py "
-        + " ".join(str(r) for r in args.runs)
-        + "`",
         "",
         "| run | tested on | tiles | ROC-AUC (mean) | ROC-AUC (max) | accuracy (mean) "
         "| accuracy (max) |",
@@ -66,8 +63,9 @@ def main() -> int:
                 )
     lines += [
         "",
-        "Reading: a CIFAKE image is one tile at 32 px, so its rows differ only where a run's "
-        "tile is smaller than the image. *max* calls an image as FAKE as its most FAKE tile: it "
+        "Reading: *tiles* is the budget; an image holds at most as many tiles as cover it (a "
+        "256-px face: 16 of 64 px, 64 of 32 px; a CIFAKE image: one), so a larger budget "
+        "changes nothing beyond that. *max* calls an image as FAKE as its most FAKE tile: it "
         "suits fakes whose traces sit in a few places (an inpainted patch) and costs "
         "specificity on real images with one odd tile.",
     ]
