@@ -9,13 +9,18 @@ import torch
 
 from realfake.models import build_model, gradcam_target_layer, list_models
 
-# The three largest nets (>= 34M parameters) take seconds to build: the slow tier checks them.
+# The three largest nets (>= 34M parameters) take seconds to build, and the VGGs over a second
+# at 96 px (their 4096-wide head): the slow tier checks those.
 HEAVY = {"resnet101", "resnext101_32x8d", "resnext29_8x64d"}
+
+
+def _heavy(name: str, size: int) -> bool:
+    return name in HEAVY or (name.startswith("vgg") and size > 32)
 
 
 def _cases() -> list:
     return [
-        pytest.param(name, size, marks=[pytest.mark.slow] if name in HEAVY else [])
+        pytest.param(name, size, marks=[pytest.mark.slow] if _heavy(name, size) else [])
         for name in list_models()
         for size in (32, 96)  # 96 px picks the ImageNet stem and the large head
     ]
