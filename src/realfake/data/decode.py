@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,25 +178,21 @@ def decode_native_chunk(
         failures=[],
     )
     position = 0
-    for i, blob in enumerate(blobs):
-        if isinstance(blob, str):
-            out.failures.append((i, blob))
-            continue
-        out.md5[i] = np.frombuffer(hashlib.md5(blob, usedforsecurity=False).digest(), np.uint8)
-        try:
-            if not blob:
-                raise ValueError("empty file (0 bytes)")
-            with Image.open(io.BytesIO(blob)) as im:
-                original = im.size
-                pixels, out.resized[i] = fit_native(native_image(im), size, resize, max_side)
-        except Exception as exc:  # as decode_chunk: the file's failure, never the load's
-            out.failures.append((i, describe_failure(exc)))
-            continue
+
+    def keep(i: int, blob: bytes) -> None:
+        nonlocal position
+        if not blob:
+            raise ValueError("empty file (0 bytes)")
+        with Image.open(io.BytesIO(blob)) as im:
+            original = im.size
+            pixels, out.resized[i] = fit_native(native_image(im), size, resize, max_side)
         out.sizes[i] = original
         out.shapes[i] = pixels.shape[1:]
         out.offsets[i] = position
         position += pixels.size
         kept.append(pixels.reshape(-1))
+
+    _decode_each(blobs, out.md5, out.failures, keep)
     if kept:
         out.pixels = np.concatenate(kept)
     return out
@@ -210,15 +207,29 @@ def decode_chunk(blobs: list[bytes | str], size: int, resize: str) -> DecodedChu
         md5=np.zeros((n, 16), np.uint8),
         failures=[],
     )
+
+    def keep(i: int, blob: bytes) -> None:
+        out.images[i], out.sizes[i] = decode_image(blob, size, resize)
+
+    _decode_each(blobs, out.md5, out.failures, keep)
+    return out
+
+
+def _decode_each(
+    blobs: list[bytes | str],
+    md5: np.ndarray,
+    failures: list[tuple[int, str]],
+    decode: Callable[[int, bytes], None],
+) -> None:
+    """``decode(i, blob)`` for each readable blob, its MD5 kept; a str (a read error) or any
+    exception of the decoder is that file's failure with its reason, never the whole load's."""
     for i, blob in enumerate(blobs):
         if isinstance(blob, str):
-            out.failures.append((i, blob))
+            failures.append((i, blob))
             continue
-        out.md5[i] = np.frombuffer(hashlib.md5(blob, usedforsecurity=False).digest(), np.uint8)
+        md5[i] = np.frombuffer(hashlib.md5(blob, usedforsecurity=False).digest(), np.uint8)
         try:
-            out.images[i], out.sizes[i] = decode_image(blob, size, resize)
-        # Decoders raise many types (OSError, SyntaxError, ValueError, struct.error, ...);
-        # whatever a file does, it is that file's failure, never the whole load's.
+            decode(i, blob)
+        # Decoders raise many types (OSError, SyntaxError, ValueError, struct.error, ...).
         except Exception as exc:
-            out.failures.append((i, describe_failure(exc)))
-    return out
+            failures.append((i, describe_failure(exc)))

@@ -230,8 +230,10 @@ class BasePredictor(ABC):
         """
         out = np.empty((len(images), len(self.spec.classes)), dtype=np.float64)
         pending: list[tuple[int, torch.Tensor]] = []
+        held = 0  # tiles in pending
 
         def flush() -> None:
+            nonlocal held
             probs = self._batched(torch.cat([t for _, t in pending]), flip, batch_size, False)
             start = 0
             for i, tiles in pending:
@@ -239,10 +241,12 @@ class BasePredictor(ABC):
                 out[i] = aggregate_tiles(part, self.spec.tile_aggregate, self.spec.positive)
                 start += len(tiles)
             pending.clear()
+            held = 0
 
         for i, image in enumerate(images):
             pending.append((i, self.tiles(self.native(image))))
-            if sum(len(t) for _, t in pending) >= batch_size:
+            held += len(pending[-1][1])
+            if held >= batch_size:
                 flush()
         if pending:
             flush()
