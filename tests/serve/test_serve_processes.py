@@ -232,6 +232,12 @@ def test_threads_help_states_the_default_the_server_uses(capsys):
 def test_workers_are_replaced_when_they_die_and_die_with_their_supervisor(tiny_run, tmp_path):
     with serving(tiny_run, tmp_path / "server.log", "--workers", "2") as server:
         supervisor = server.process.pid
+        # /ready answers as soon as one worker is: wait for the supervisor's word that both
+        # are, since a worker that dies before its model is ready ends the start instead.
+        deadline = time.monotonic() + START_S
+        while "with 2 worker process(es)" not in server.log.read_text():
+            assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+            time.sleep(0.2)
         first = _workers(supervisor)
         assert len(first) == 2, first
         os.kill(first[0], signal.SIGKILL)  # a worker dies: the supervisor starts another
