@@ -65,3 +65,27 @@ def test_the_exported_graph_tiles_alike(tiled, tmp_path):
     assert onnx.spec.tiles == 4  # the input rule travels with the graph
     image = torch.randint(0, 256, (3, 100, 70), dtype=torch.uint8)
     assert np.abs(onnx.probabilities([image]) - tiled.probabilities([image])).max() <= 1e-4
+
+
+def test_tiled_features_of_images_scored_together_are_each_images_own(tiled):
+    """The unfamiliar-image check reads one feature vector per image, the mean over its tiles,
+    though tiles of several images share forward passes."""
+    from realfake.inference.verdict import PENULTIMATE
+
+    generator = torch.Generator().manual_seed(1)
+    images = [
+        torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=generator),  # 4 tiles
+        torch.randint(0, 256, (3, 20, 40), dtype=torch.uint8, generator=generator),  # 1, resized
+        torch.randint(0, 256, (3, 100, 70), dtype=torch.uint8, generator=generator),  # 4 tiles
+    ]
+    scorer = Scorer.build(tiled, batch_size=5)  # a batch boundary falls inside the third image
+    layers = [PENULTIMATE, "stage 1"]
+    together = scorer.features(images, layers)
+    for i, image in enumerate(images):
+        alone = scorer.features([image], layers)
+        by_tile = scorer.features(tiled.tiles(image), layers)  # each tile as its own image
+        for layer in layers:
+            assert together[layer].shape[0] == len(images)
+            assert np.allclose(together[layer][i], alone[layer][0], atol=1e-5)
+            assert np.allclose(together[layer][i], by_tile[layer].mean(0), atol=1e-5)
+    assert not np.allclose(together[PENULTIMATE][0], together[PENULTIMATE][2], atol=1e-3)

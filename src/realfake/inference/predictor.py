@@ -163,18 +163,21 @@ class BasePredictor(ABC):
         batch_size: int = 256,
         resize: bool = True,
         progress: bool = False,
+        tile_counts: list[int] | None = None,
     ) -> np.ndarray:
         """Class probabilities (N×C float64) of images, in batches of ``batch_size``.
 
         ``tta`` None follows the run (its validation and test used flip TTA or not).
         ``resize=False`` feeds uint8 N×3×H×W images at their own size (the models pool
-        globally): for probes of scale, not for decisions.
+        globally): for probes of scale, not for decisions. ``tile_counts``, when the spec
+        scores tiles: a list this fills with each image's number of tiles, in order, which is
+        how a hook on the network (one row per tile) tells the images' rows apart.
         """
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size}: expected at least 1 image per batch")
         flip = self.resolve_tta(tta)
         if self.spec.tiles and resize and not self.is_prepared(images):
-            return self._tile_probabilities(images, flip, batch_size)
+            return self._tile_probabilities(images, flip, batch_size, tile_counts)
         if resize or not isinstance(images, torch.Tensor):
             images = self.prepare_batch(images)
         return self._batched(images, flip, batch_size, progress)
@@ -220,7 +223,11 @@ class BasePredictor(ABC):
         return image_tiles(image, spec.image_size, spec.tiles, spec.resize, spec.native_max_side)
 
     def _tile_probabilities(
-        self, images: Sequence[ImageInput] | torch.Tensor, flip: bool, batch_size: int
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        flip: bool,
+        batch_size: int,
+        counts: list[int] | None = None,
     ) -> np.ndarray:
         """Each image's tiles scored, then aggregated by the spec's rule (mean, or max).
 
@@ -246,6 +253,8 @@ class BasePredictor(ABC):
         for i, image in enumerate(images):
             pending.append((i, self.tiles(self.native(image))))
             held += len(pending[-1][1])
+            if counts is not None:
+                counts.append(len(pending[-1][1]))
             if held >= batch_size:
                 flush()
         if pending:

@@ -216,21 +216,30 @@ class Scorer:
         """Probabilities and, from the same forward passes, the features at ``layers``."""
         model = self.torch_predictor("the out-of-distribution check needs its features").model
         views = 2 if self.tta else 1
-        if self.spec.tiles and not self.predictor.is_prepared(images):
-            # Tiles: one feature vector per image, the mean over its tiles (and views).
-            probs, per_image = [], []
-            for image in images:
-                with features_hook(model, views, layers) as hook:
-                    probs.append(self.probabilities([image]))
-                per_image.append({k: f.mean(0) for k, f in hook.features().items()})
-            stacked = {
-                k: np.stack([f[k] for f in per_image]) if per_image else np.zeros((0, 0))
-                for k in layers
-            }
-            return np.concatenate(probs), stacked
+        tiled = bool(self.spec.tiles) and not self.predictor.is_prepared(images)
+        counts: list[int] = []
         with features_hook(model, views, layers) as hook:
-            probs = self.probabilities(images, progress=progress)
-        return probs, hook.features()
+            probs = self.predictor.probabilities(
+                images,
+                tta=self.tta,
+                batch_size=self.batch_size,
+                progress=progress,
+                tile_counts=counts if tiled else None,
+            )
+        features = hook.features()
+        if not tiled:
+            return probs, features
+        # Tiles of several images share forward passes: the hook saw one row per tile, in the
+        # images' order. An image's features are the mean over its tiles (and views).
+        ends = np.cumsum(counts)
+        return probs, {
+            layer: np.stack(
+                [rows[end - n : end].mean(0) for n, end in zip(counts, ends, strict=True)]
+            )
+            if counts
+            else np.zeros((0, 0))
+            for layer, rows in features.items()
+        }
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row of probabilities, by this scorer's rule."""
