@@ -263,7 +263,7 @@ def test_native_config_fields_are_checked(fields, message):
     DataConfig(**base)  # and the base itself is fine
 
 
-def test_the_shipped_native_configs(tmp_path, monkeypatch):
+def test_the_shipped_faces_configs_carve_the_same_splits(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
     from realfake.train import compose
@@ -278,6 +278,9 @@ def test_the_shipped_native_configs(tmp_path, monkeypatch):
     assert faces.augment.crop_padding == 0
     carving = ("source", "test_fraction", "val_fraction", "split_seed")
     assert [getattr(faces, k) for k in carving] == [getattr(alone, k) for k in carving]
+    whole = OmegaConf.to_object(compose(["data=faces_64"])).data  # the same faces, resized whole
+    assert (whole.native, whole.image_size, whole.tiles) == (False, 64, 0)
+    assert [getattr(whole, k) for k in carving] == [getattr(alone, k) for k in carving]
     both = OmegaConf.to_object(compose(["data=cifake_faces_native"])).data
     assert (both.native, both.image_size, both.tiles, both.balance) == (
         True,

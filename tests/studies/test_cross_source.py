@@ -39,6 +39,8 @@ def test_the_shipped_cross_source_study_names_its_arms_and_test_sources():
         "recipe_cifake",
         "patch_faces",
         "npr_faces",
+        "whole_faces",
+        "whole_both",
         "patch_both",
         "npr_both",
     ]
